@@ -1,0 +1,723 @@
+"""The target: a gene model (one transcript) from the built-in tables or from a GTF.
+
+Coordinates in a GeneModel are 1-based and inclusive (GTF/VCF style); ``core_exons()`` and
+``window()`` are the one place that converts to the 0-based half-open coordinates of BAM and the
+counting core. Exons are numbered 1..n in transcript order, as clinicians number them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import difflib
+import functools
+import gzip
+import itertools
+import re
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import IO
+
+from cd22scan import contigs
+from cd22scan.errors import AnnotationError
+
+__all__ = [
+    "Exon",
+    "GeneModel",
+    "Intron",
+    "KnownEvent",
+    "builtin_genes",
+    "builtin_model",
+    "check_model_against_header",
+    "load_gtf",
+]
+
+
+@dataclass(frozen=True)
+class Exon:
+    number: int  # 1..n in transcript order
+    start: int  # 1-based, inclusive
+    end: int  # 1-based, inclusive
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+@dataclass(frozen=True)
+class Intron:
+    number: int  # intron k lies between exons k and k+1 in transcript order
+    start: int  # first intronic base, 1-based
+    end: int  # last intronic base, 1-based inclusive (STAR SJ.out.tab / regtools convention)
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+@dataclass(frozen=True)
+class KnownEvent:
+    name: str  # e.g. "Δex2"
+    kind: str  # e.g. "exon_skipping"
+    skipped_exons: tuple[int, ...]  # exon numbers (transcript order)
+    frame: str  # "in-frame", "frameshift", "start-lost", "stop-lost", "non-coding"
+    effect: str  # protein consequence in words
+    source: str  # literature and annotation models behind the event
+
+
+@dataclass(frozen=True)
+class GeneModel:
+    gene: str
+    transcript: str
+    contig: str
+    strand: str  # "+" or "-"
+    build: str | None  # "GRCh38", "GRCh37", another build name, or None when unknown
+    exons: tuple[Exon, ...]  # transcript order, numbered 1..n
+    cds_start: int | None  # lowest genomic CDS base incl. stop codon (1-based), or None
+    cds_end: int | None  # highest genomic CDS base incl. stop codon (1-based), or None
+    source: str  # where the coordinates come from
+    selection: str  # why this transcript
+    known_events: tuple[KnownEvent, ...] = ()
+    exon_domains: tuple[tuple[int, str], ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        where = f"gene model {self.gene} {self.transcript}"
+        if self.strand not in ("+", "-"):
+            raise AnnotationError(f"{where}: strand must be + or -, not {self.strand!r}")
+        if not self.exons:
+            raise AnnotationError(f"{where}: no exons")
+        for index, exon in enumerate(self.exons, start=1):
+            if exon.number != index:
+                raise AnnotationError(f"{where}: exons must be numbered 1..n in order")
+            if not 1 <= exon.start <= exon.end:
+                raise AnnotationError(f"{where}: exon {index} has start {exon.start} > end")
+        ordered = self.genomic_exons()
+        expected = ordered if self.strand == "+" else tuple(reversed(ordered))
+        if tuple(self.exons) != expected:
+            raise AnnotationError(
+                f"{where}: exons are not in transcript order for the {self.strand} strand"
+            )
+        for left, right in itertools.pairwise(ordered):
+            if right.start <= left.end + 1:
+                raise AnnotationError(
+                    f"{where}: exons {left.number} and {right.number} overlap or abut "
+                    f"({left.start}-{left.end}, {right.start}-{right.end})"
+                )
+        if (self.cds_start is None) != (self.cds_end is None):
+            raise AnnotationError(f"{where}: CDS needs both a start and an end")
+        if self.cds_start is not None and self.cds_end is not None:
+            lo, hi = self.span
+            if not lo <= self.cds_start <= self.cds_end <= hi:
+                raise AnnotationError(
+                    f"{where}: CDS {self.cds_start}-{self.cds_end} is not inside the "
+                    f"transcript {lo}-{hi}"
+                )
+
+    # --- shape ---
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """First and last transcribed base (1-based, inclusive)."""
+        ordered = self.genomic_exons()
+        return ordered[0].start, ordered[-1].end
+
+    def exon(self, number: int) -> Exon:
+        if not 1 <= number <= len(self.exons):
+            raise AnnotationError(
+                f"{self.gene} {self.transcript} has exons 1-{len(self.exons)}, not {number}"
+            )
+        return self.exons[number - 1]
+
+    def genomic_exons(self) -> tuple[Exon, ...]:
+        """Exons sorted by genomic start (exon numbers keep their transcript order)."""
+        return tuple(sorted(self.exons, key=lambda e: e.start))
+
+    def introns(self) -> tuple[Intron, ...]:
+        """Introns in transcript order; intron k lies between exon k and exon k+1."""
+        out = []
+        for first, second in itertools.pairwise(self.exons):
+            if self.strand == "+":
+                start, end = first.end + 1, second.start - 1
+            else:
+                start, end = second.end + 1, first.start - 1
+            out.append(Intron(first.number, start, end))
+        return tuple(out)
+
+    def window(self, padding: int = 0) -> tuple[int, int]:
+        """The transcript span plus ``padding`` on each side, 0-based half-open, clipped at 0.
+
+        The caller clips the end at the contig length (the model does not know it).
+        """
+        if padding < 0:
+            raise ValueError("padding must be >= 0")
+        lo, hi = self.span
+        return max(0, lo - 1 - padding), hi + padding
+
+    def exon_number_at(self, pos: int) -> int | None:
+        """Number of the exon that holds 1-based position ``pos``, or None."""
+        for exon in self.exons:
+            if exon.start <= pos <= exon.end:
+                return exon.number
+        return None
+
+    def core_exons(self) -> list[tuple[int, int]]:
+        """Exons as (start0, end0), 0-based half-open, in genomic order: what the core counts."""
+        return [(e.start - 1, e.end) for e in self.genomic_exons()]
+
+    def with_contig(self, name: str) -> GeneModel:
+        """The same model under the contig name used by a BAM header."""
+        return dataclasses.replace(self, contig=name)
+
+    # --- coding sequence ---
+
+    def coding_part(self, exon: Exon) -> tuple[int, int] | None:
+        """The CDS bases (incl. stop codon) inside ``exon``, 1-based inclusive, or None."""
+        if self.cds_start is None or self.cds_end is None:
+            return None
+        lo, hi = max(exon.start, self.cds_start), min(exon.end, self.cds_end)
+        return (lo, hi) if lo <= hi else None
+
+    def cds_length(self) -> int:
+        """Coding length in nt including the stop codon (0 for a non-coding transcript)."""
+        total = 0
+        for exon in self.exons:
+            part = self.coding_part(exon)
+            if part:
+                total += part[1] - part[0] + 1
+        return total
+
+    def skip_frame(self, skipped: Sequence[int]) -> str:
+        """Reading-frame consequence of skipping these exons.
+
+        "start-lost" if they hold the first CDS base (in transcript order), "stop-lost" if
+        they hold the last, "non-coding" if none is coding, else "in-frame" or "frameshift"
+        by the coding nt removed.
+        """
+        if self.cds_start is None or self.cds_end is None:
+            return "non-coding"
+        first, last = (
+            (self.cds_start, self.cds_end) if self.strand == "+" else (self.cds_end, self.cds_start)
+        )
+        removed = 0
+        for number in skipped:
+            exon = self.exon(number)
+            if exon.start <= first <= exon.end:
+                return "start-lost"
+            if exon.start <= last <= exon.end:
+                return "stop-lost"
+            part = self.coding_part(exon)
+            if part:
+                removed += part[1] - part[0] + 1
+        if removed == 0:
+            return "non-coding"
+        return "in-frame" if removed % 3 == 0 else "frameshift"
+
+    def skip_junction(self, first: int, last: int) -> Intron:
+        """The intron of the junction that skips exons ``first``..``last`` (transcript order).
+
+        ``number`` is the exon before the skipped run, so Δex2 of CD22 is the e1→e3 junction.
+        """
+        if not 1 < first <= last < len(self.exons):
+            raise AnnotationError(
+                f"{self.gene} {self.transcript}: cannot skip exons {first}-{last} of "
+                f"1-{len(self.exons)} (the first and last exon cannot be skipped)"
+            )
+        donor, acceptor = self.exon(first - 1), self.exon(last + 1)
+        if self.strand == "+":
+            return Intron(donor.number, donor.end + 1, acceptor.start - 1)
+        return Intron(donor.number, acceptor.end + 1, donor.start - 1)
+
+    def event_junction(self, event: KnownEvent) -> Intron:
+        """The junction of a known exon-skipping event."""
+        return self.skip_junction(min(event.skipped_exons), max(event.skipped_exons))
+
+    def domain_of(self, number: int) -> str:
+        """What an exon encodes (built-in models only; DERIVED text), or ''."""
+        return dict(self.exon_domains).get(number, "")
+
+
+# --- built-in models -----------------------------------------------------------------------------
+
+_BUILTIN_SELECTION = {
+    "CD22": (
+        "MANE Select ENST00000085219.10 (GENCODE v44; = Ensembl 110 CD22-201, canonical); "
+        "the GRCh37 table is the same transcript: exons of the GENCODE v24lift37 canonical "
+        "model, whose exon 14 ends 6 nt earlier, so its end is GRCh38 + 490903"
+    ),
+}
+
+
+def _data_text(name: str) -> str:
+    return resources.files("cd22scan").joinpath("data", name).read_text("utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_rows() -> tuple[dict[str, str], ...]:
+    return tuple(csv.DictReader(_data_text("cd22.tsv").splitlines(), delimiter="\t"))
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_events() -> dict[str, tuple[KnownEvent, ...]]:
+    out: dict[str, list[KnownEvent]] = {}
+    for row in csv.DictReader(_data_text("cd22_events.tsv").splitlines(), delimiter="\t"):
+        source = row["literature"]
+        if row["ensembl_110_model"]:
+            source += f"; Ensembl 110 model {row['ensembl_110_model']}"
+        out.setdefault(row["gene"], []).append(
+            KnownEvent(
+                name=row["event"],
+                kind=row["kind"],
+                skipped_exons=tuple(int(x) for x in row["skipped_exons"].split(",")),
+                frame=row["frame"],
+                effect=row["effect"],
+                source=source,
+            )
+        )
+    return {gene: tuple(events) for gene, events in out.items()}
+
+
+def builtin_genes() -> tuple[str, ...]:
+    """Genes with a built-in model."""
+    return tuple(dict.fromkeys(row["gene"] for row in _builtin_rows()))
+
+
+def _builtin_builds(gene: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(r["build"] for r in _builtin_rows() if r["gene"] == gene))
+
+
+@functools.cache
+def builtin_model(gene: str = "CD22", build: str = "GRCh38") -> GeneModel:
+    """The built-in model of ``gene`` on ``build`` ('GRCh38'/'hg38' or 'GRCh37'/'hg19')."""
+    genes = builtin_genes()
+    by_upper = {g.upper(): g for g in genes}
+    name = by_upper.get(gene.strip().upper())
+    if name is None:
+        raise AnnotationError(
+            f"no built-in model for gene {gene!r} (built-in: {', '.join(genes)}); "
+            "use a GTF for any other gene"
+        )
+    wanted = contigs.normalize_build(build)
+    rows = [r for r in _builtin_rows() if r["gene"] == name and r["build"] == wanted]
+    if not rows:
+        raise AnnotationError(
+            f"no built-in {name} model for build {build!r} "
+            f"(built-in: {', '.join(_builtin_builds(name))})"
+        )
+    rows.sort(key=lambda r: int(r["exon"]))
+    exons = tuple(Exon(int(r["exon"]), int(r["start"]), int(r["end"])) for r in rows)
+    cds_starts = [int(r["cds_start"]) for r in rows if r["cds_start"].strip()]
+    cds_ends = [int(r["cds_end"]) for r in rows if r["cds_end"].strip()]
+    sources = dict.fromkeys(r["source"] for r in rows)
+    cds_sources = dict.fromkeys(r["cds_source"] for r in rows if r["cds_source"])
+    return GeneModel(
+        gene=name,
+        transcript=rows[0]["transcript"],
+        contig=rows[0]["contig"],
+        strand=rows[0]["strand"],
+        build=wanted,
+        exons=exons,
+        cds_start=min(cds_starts) if cds_starts else None,
+        cds_end=max(cds_ends) if cds_ends else None,
+        source=(
+            f"built-in table data/cd22.tsv ({wanted}); exons: {' | '.join(sources)}; "
+            f"CDS: {' | '.join(cds_sources) or 'none'}"
+        ),
+        selection=_BUILTIN_SELECTION.get(name, "built-in model"),
+        known_events=_builtin_events().get(name, ()),
+        exon_domains=tuple((int(r["exon"]), r["domain"]) for r in rows if r.get("domain")),
+    )
+
+
+# --- GTF -----------------------------------------------------------------------------------------
+
+# key "value"; or key value; — quoted values may hold spaces and semicolons.
+_ATTR_RE = re.compile(r'\s*([^\s";]+)\s+(?:"((?:[^"\\]|\\.)*)"|([^\s;"]+))\s*(?:;|$)')
+_GENE_ID_RE = re.compile(r'(?:^|;)\s*gene_id\s+"?([^";]+)"?')
+_GENE_NAME_RE = re.compile(r'(?:^|;)\s*gene_name\s+"?([^";]+)"?')
+_BUILD_RE = re.compile(r"\b(GRCh3[78](?:\.p\d+)?|hg19|hg38)\b", re.IGNORECASE)
+_VERSION_RE = re.compile(r"^(.+?)\.(\d+)(_PAR_Y)?$")
+_CDS_FEATURES = ("CDS", "stop_codon", "start_codon")
+
+
+def _strip_version(identifier: str) -> str:
+    match = _VERSION_RE.match(identifier)
+    return match.group(1) + (match.group(3) or "") if match else identifier
+
+
+def _parse_attributes(text: str, where: str) -> tuple[dict[str, str], list[str]]:
+    """GTF column 9 → (first value per key, all ``tag`` values)."""
+    attrs: dict[str, str] = {}
+    tags: list[str] = []
+    pos, size = 0, len(text)
+    while pos < size:
+        if text[pos:].strip() in ("", ";"):
+            break
+        match = _ATTR_RE.match(text, pos)
+        if match is None or match.end() == pos:
+            hint = " (it looks like GFF3 key=value; give a GTF)" if "=" in text else ""
+            raise AnnotationError(
+                f"{where}: attribute column is not GTF 'key \"value\";' pairs{hint}: "
+                f"{text.strip()[:80]!r}"
+            )
+        key = match.group(1)
+        value = match.group(2) if match.group(2) is not None else match.group(3)
+        if key == "tag":
+            tags.append(value)
+        attrs.setdefault(key, value)
+        pos = match.end()
+    return attrs, tags
+
+
+def _open_text(path: Path) -> IO[str]:
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+@dataclass
+class _Transcript:
+    transcript_id: str
+    gene_id: str
+    gene_name: str
+    first_line: int
+    name: str = ""
+    tags: set[str] = field(default_factory=set)
+    exons: set[tuple[int, int]] = field(default_factory=set)
+    places: dict[tuple[str, str], int] = field(default_factory=dict)  # (contig, strand) → line
+    cds_lo: int | None = None
+    cds_hi: int | None = None
+
+    @property
+    def spliced_length(self) -> int:
+        return sum(end - start + 1 for start, end in self.exons)
+
+    def cds_length(self) -> int:
+        if self.cds_lo is None or self.cds_hi is None:
+            return 0
+        lo, hi = self.cds_lo, self.cds_hi
+        return sum(max(0, min(end, hi) - max(start, lo) + 1) for start, end in self.exons)
+
+
+@dataclass
+class _GtfScan:
+    build: str | None = None
+    transcripts: dict[str, _Transcript] = field(default_factory=dict)
+    gene_ids: set[str] = field(default_factory=set)
+    gene_line: int | None = None
+    names: set[str] = field(default_factory=set)  # every gene_name and gene_id seen
+    data_lines: int = 0
+
+
+def _gene_matches(query: str, attrs: Mapping[str, str]) -> bool:
+    gene_id = attrs.get("gene_id", "")
+    return query in (attrs.get("gene_name"), gene_id) or (
+        bool(gene_id) and _strip_version(gene_id) == query
+    )
+
+
+@contextlib.contextmanager
+def _open_gtf(path: Path, label: str) -> Iterator[IO[str]]:
+    """The GTF as text (gzip or plain, told by content), with read errors as AnnotationError."""
+    try:
+        handle = _open_text(path)
+    except FileNotFoundError:
+        raise AnnotationError(f"GTF {label}: file not found") from None
+    except OSError as exc:
+        raise AnnotationError(f"GTF {label}: cannot read ({exc.strerror or exc})") from None
+    try:
+        with handle:
+            yield handle
+    except UnicodeDecodeError:
+        raise AnnotationError(f"GTF {label}: not UTF-8 text (is it a GTF?)") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise AnnotationError(f"GTF {label}: truncated or corrupt gzip data ({exc})") from None
+    except OSError as exc:
+        raise AnnotationError(f"GTF {label}: read error ({exc})") from None
+
+
+def _bad_line(label: str, lineno: int, fields: list[str]) -> AnnotationError:
+    """The error for a data line that is not 9 columns with integer start <= end."""
+    where = f"{label}:{lineno}"
+    if len(fields) != 9:
+        return AnnotationError(f"{where}: expected 9 tab-separated columns, found {len(fields)}")
+    try:
+        start, end = int(fields[3]), int(fields[4])
+    except ValueError:
+        return AnnotationError(
+            f"{where}: start and end must be integers, found {fields[3]!r} and {fields[4]!r}"
+        )
+    if start < 1:
+        return AnnotationError(f"{where}: start {start} < 1")
+    return AnnotationError(f"{where}: start {start} > end {end}")
+
+
+def _scan_gtf(path: Path, label: str, gene: str) -> _GtfScan:
+    """One pass over the GTF: check every line, keep the lines of ``gene``."""
+    scan = _GtfScan()
+    last_key = None
+    with _open_gtf(path, label) as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            if raw.startswith("#"):
+                if scan.build is None and ("genome-build" in raw or "description" in raw):
+                    found = _BUILD_RE.search(raw)
+                    if found:
+                        scan.build = contigs.normalize_build(found.group(1))
+                continue
+            fields = raw.rstrip("\r\n").split("\t")
+            if len(fields) != 9:
+                if not raw.strip():
+                    continue
+                raise _bad_line(label, lineno, fields)
+            try:
+                start, end = int(fields[3]), int(fields[4])
+            except ValueError:
+                raise _bad_line(label, lineno, fields) from None
+            if start < 1 or start > end:
+                raise _bad_line(label, lineno, fields)
+            scan.data_lines += 1
+            attr_text = fields[8]
+            # Every gene's name and id, for "did you mean"; parsed once per run of lines.
+            key = attr_text.split(";", 1)[0]
+            if key != last_key:
+                last_key = key
+                for pattern in (_GENE_ID_RE, _GENE_NAME_RE):
+                    found = pattern.search(attr_text)
+                    if found:
+                        scan.names.add(found.group(1).strip())
+            if gene in attr_text:
+                _add_feature(scan, gene, fields, start, end, f"{label}:{lineno}", lineno)
+    return scan
+
+
+def _add_feature(
+    scan: _GtfScan, gene: str, fields: list[str], start: int, end: int, where: str, lineno: int
+) -> None:
+    attrs, tags = _parse_attributes(fields[8], where)
+    if not _gene_matches(gene, attrs):
+        return
+    feature = fields[2]
+    scan.gene_ids.add(attrs.get("gene_id", gene))
+    if scan.gene_line is None:
+        scan.gene_line = lineno
+    transcript_id = attrs.get("transcript_id")
+    if not transcript_id or feature == "gene":
+        if feature == "exon":
+            raise AnnotationError(f"{where}: exon line without transcript_id")
+        return
+    tx = scan.transcripts.get(transcript_id)
+    if tx is None:
+        tx = _Transcript(
+            transcript_id,
+            attrs.get("gene_id", ""),
+            attrs.get("gene_name", attrs.get("gene_id", gene)),
+            lineno,
+        )
+        scan.transcripts[transcript_id] = tx
+    tx.tags.update(tags)
+    tx.name = tx.name or attrs.get("transcript_name", "")
+    if feature in ("exon", "transcript", *_CDS_FEATURES):
+        tx.places.setdefault((fields[0], fields[6]), lineno)
+    if feature == "exon":
+        tx.exons.add((start, end))
+    elif feature in _CDS_FEATURES:
+        tx.cds_lo = start if tx.cds_lo is None else min(tx.cds_lo, start)
+        tx.cds_hi = end if tx.cds_hi is None else max(tx.cds_hi, end)
+
+
+def _rank(tx: _Transcript) -> tuple[int, int, str]:
+    return (-tx.cds_length(), -tx.spliced_length, tx.transcript_id)
+
+
+def _choose(transcripts: Sequence[_Transcript], gene: str) -> tuple[_Transcript, str]:
+    """Default transcript: MANE_Select > Ensembl_canonical > basic with the longest CDS >
+    longest CDS > longest transcript; ties by id."""
+    count = f"{len(transcripts)} transcript{'s' if len(transcripts) != 1 else ''} of {gene}"
+    for tag, why in (("MANE_Select", "tag MANE_Select"), ("Ensembl_canonical", None)):
+        tagged = sorted((t for t in transcripts if tag in t.tags), key=_rank)
+        if tagged:
+            reason = why or "tag Ensembl_canonical (no MANE_Select tag)"
+            return tagged[0], f"{reason}; chosen from {count}"
+    basic = sorted((t for t in transcripts if "basic" in t.tags), key=_rank)
+    if basic:
+        best = basic[0]
+        return best, (
+            f"tag basic with the longest CDS ({best.cds_length()} nt incl. stop; "
+            f"{best.spliced_length} nt spliced); no MANE_Select or Ensembl_canonical tag; "
+            f"chosen from {count}"
+        )
+    best = sorted(transcripts, key=_rank)[0]
+    if best.cds_length():
+        return best, (
+            f"longest CDS ({best.cds_length()} nt incl. stop); no MANE_Select, "
+            f"Ensembl_canonical or basic tag; chosen from {count}"
+        )
+    return best, (
+        f"longest transcript ({best.spliced_length} nt spliced; no CDS in the GTF); "
+        f"no MANE_Select, Ensembl_canonical or basic tag; chosen from {count}"
+    )
+
+
+def _find_transcript(scan: _GtfScan, wanted: str) -> _Transcript | None:
+    """By transcript_id (exact, or without version when none is given) or transcript_name."""
+    if wanted in scan.transcripts:
+        return scan.transcripts[wanted]
+    hits = {
+        t.transcript_id: t
+        for t in scan.transcripts.values()
+        if _strip_version(t.transcript_id) == wanted or (t.name and t.name == wanted)
+    }
+    return next(iter(hits.values())) if len(hits) == 1 else None
+
+
+def load_gtf(path: str | Path, gene: str, transcript: str | None = None) -> GeneModel:
+    """One transcript of ``gene`` from a GTF (plain or gzipped) as a GeneModel.
+
+    ``gene`` matches gene_name or gene_id (version optional); ``transcript`` matches
+    transcript_id (version optional) or transcript_name. Without it the default rule picks one
+    (see ``selection`` of the result). The CDS spans the CDS and stop_codon features.
+    """
+    label = str(path)
+    gene = gene.strip()
+    if not gene:
+        raise AnnotationError(f"GTF {label}: empty gene name")
+    scan = _scan_gtf(Path(path), label, gene)
+    if not scan.transcripts:
+        if scan.gene_line is not None:
+            raise AnnotationError(
+                f"GTF {label}: gene {gene} (line {scan.gene_line}) has no transcript or exon lines"
+            )
+        if scan.data_lines == 0:
+            raise AnnotationError(f"GTF {label}: no annotation lines (empty file?)")
+        if not scan.names:
+            raise AnnotationError(
+                f"GTF {label}: gene {gene} not found; no line has a gene_id or gene_name "
+                "attribute (is this a GTF?)"
+            )
+        by_upper: dict[str, str] = {}
+        for name in sorted(scan.names):
+            by_upper.setdefault(name.upper(), name)
+        close = difflib.get_close_matches(gene.upper(), list(by_upper), n=5, cutoff=0.6)
+        hint = (
+            f"; close names: {', '.join(by_upper[c] for c in close)}"
+            if close
+            else "; no similar gene name"
+        )
+        raise AnnotationError(
+            f"GTF {label}: gene {gene} not found by gene_name or gene_id "
+            f"({len(scan.names)} gene names/ids read){hint}"
+        )
+    all_tx = sorted(scan.transcripts.values(), key=lambda t: t.transcript_id)
+    if transcript is not None:
+        chosen = _find_transcript(scan, transcript.strip())
+        if chosen is None:
+            listed = [t.transcript_id + (f" ({t.name})" if t.name else "") for t in all_tx]
+            shown = ", ".join(listed[:40]) + (
+                f", … ({len(listed)} in all)" if len(listed) > 40 else ""
+            )
+            raise AnnotationError(
+                f"GTF {label}: gene {gene} has no transcript {transcript}; its transcripts: {shown}"
+            )
+        selection = f"transcript {chosen.transcript_id} as requested ({transcript})"
+    else:
+        chosen, selection = _choose(all_tx, gene)
+    return _to_model(chosen, scan, label, selection)
+
+
+def _to_model(tx: _Transcript, scan: _GtfScan, label: str, selection: str) -> GeneModel:
+    if len(tx.places) > 1:
+        places = ", ".join(
+            f"{contig} {strand} (line {line})" for (contig, strand), line in tx.places.items()
+        )
+        raise AnnotationError(
+            f"GTF {label}: transcript {tx.transcript_id} has features on several "
+            f"contigs/strands: {places}"
+        )
+    if not tx.exons:
+        raise AnnotationError(
+            f"GTF {label}: transcript {tx.transcript_id} (line {tx.first_line}) has no exon lines"
+        )
+    ((contig, strand),) = tx.places
+    if strand not in ("+", "-"):
+        raise AnnotationError(
+            f"GTF {label}: transcript {tx.transcript_id} has strand {strand!r}; need + or -"
+        )
+    ordered = sorted(tx.exons)
+    for (s1, e1), (s2, e2) in itertools.pairwise(ordered):
+        if s2 <= e1 + 1:
+            raise AnnotationError(
+                f"GTF {label}: transcript {tx.transcript_id} has overlapping or abutting exons "
+                f"{s1}-{e1} and {s2}-{e2}"
+            )
+    if strand == "-":
+        ordered.reverse()
+    exons = tuple(Exon(i, s, e) for i, (s, e) in enumerate(ordered, start=1))
+    gene_ids = sorted(scan.gene_ids)
+    if len(gene_ids) > 1:
+        selection += f"; gene name matched several gene_ids: {', '.join(gene_ids)}"
+    lo, hi = min(s for s, _ in ordered), max(e for _, e in ordered)
+    if tx.cds_lo is not None and tx.cds_hi is not None and not lo <= tx.cds_lo <= tx.cds_hi <= hi:
+        raise AnnotationError(
+            f"GTF {label}: transcript {tx.transcript_id} has CDS {tx.cds_lo}-{tx.cds_hi} "
+            f"outside its exons {lo}-{hi}"
+        )
+    return GeneModel(
+        gene=tx.gene_name,
+        transcript=tx.transcript_id,
+        contig=contig,
+        strand=strand,
+        build=scan.build,
+        exons=exons,
+        cds_start=tx.cds_lo,
+        cds_end=tx.cds_hi,
+        source=f"GTF {label} (gene_id {tx.gene_id or '?'})",
+        selection=selection,
+        known_events=(),
+    )
+
+
+# --- model vs BAM header -------------------------------------------------------------------------
+
+
+def check_model_against_header(model: GeneModel, header_lengths: Mapping[str, int]) -> GeneModel:
+    """The model under the header's contig name, after refusing a build or length mismatch.
+
+    A model without a build takes the header's (when it can be told). Raises AnnotationError
+    naming what the model needs and what the header has.
+    """
+    build = contigs.normalize_build(model.build)
+    who = f"model {model.gene} ({build or 'build unknown'})"
+    try:
+        match = contigs.resolve_contig(header_lengths, model.contig)
+    except AnnotationError as exc:
+        raise AnnotationError(f"{who} needs {model.contig}: {exc}") from None
+    header_build = contigs.detect_build(header_lengths)
+    needed = contigs.expected_length(contigs.molecule_of(model.contig), build)
+    if build is not None and match.fits and build not in match.fits:
+        need = f" of length {needed}" if needed else ""
+        raise AnnotationError(
+            f"{who} needs {model.contig}{need}; the BAM header has {match.name} of length "
+            f"{match.length} ({'/'.join(match.fits)})"
+        )
+    if build is not None and header_build is not None and header_build != build:
+        raise AnnotationError(
+            f"{who} needs a {build} BAM; the BAM header's contig lengths fit {header_build} "
+            f"({match.name} has length {match.length})"
+        )
+    last = model.span[1]
+    if last > match.length:
+        raise AnnotationError(
+            f"{who} has exons up to {model.contig}:{last}; the BAM header's {match.name} "
+            f"is only {match.length} bp long"
+        )
+    resolved = model.with_contig(match.name)
+    if build is None:
+        build = header_build or match.build
+    if build != model.build:
+        resolved = dataclasses.replace(resolved, build=build)
+    return resolved
