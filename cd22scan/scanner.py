@@ -1,0 +1,238 @@
+"""One sample: pick the gene model, read the window, count in the core, build the tables.
+
+``scan()`` is the per-sample stage of the data path (DESIGN.md); it returns polars tables and a
+summary dict and writes nothing (``outputs.write_scan`` does).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pysam
+
+from cd22scan import _core, tables
+from cd22scan.annotation import (
+    GeneModel,
+    builtin_genes,
+    builtin_model,
+    check_model_against_header,
+    load_gtf,
+)
+from cd22scan.contigs import detect_build, resolve_contig
+from cd22scan.errors import AnnotationError, InputError, UsageError
+from cd22scan.reader import AlignmentSource, feed_window, library_size, open_alignments
+from cd22scan.strandedness import resolve as resolve_strandedness
+
+log = logging.getLogger("cd22scan")
+
+SCHEMA_VERSION = 1
+DEFAULT_PADDING = 500
+DEFAULT_EXCLUDE_FLAGS = 0x704  # UNMAP | SECONDARY | QCFAIL | DUP, as samtools mpileup
+
+
+@dataclass(frozen=True)
+class ScanParams:
+    gene: str = "CD22"
+    build: str = "auto"
+    gtf: str | None = None
+    transcript: str | None = None
+    reference: str | None = None
+    sample: str | None = None
+    min_mapq: int = 20
+    min_baseq: int = 13
+    min_anchor: int = 8
+    exclude_flags: int = DEFAULT_EXCLUDE_FLAGS
+    dedup_overlaps: bool = True
+    strand: str = "auto"
+    stream: bool = False
+    padding: int = DEFAULT_PADDING
+    threads: int = 1
+
+    def validate(self) -> None:
+        for name in ("min_mapq", "min_baseq", "min_anchor", "padding"):
+            value = getattr(self, name)
+            if value < 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be >= 0; got {value}")
+        if self.build not in ("auto", "GRCh38", "GRCh37"):
+            raise UsageError(f"--build must be auto, GRCh38 or GRCh37; got {self.build!r}")
+        if self.transcript and not self.gtf:
+            raise UsageError("--transcript needs --gtf (the built-in models have one transcript)")
+        if not 0 <= self.exclude_flags <= 0xFFFF:
+            raise UsageError(
+                f"--exclude-flags must be a 16-bit flag mask; got {self.exclude_flags}"
+            )
+
+
+@dataclass
+class ScanResult:
+    sample: str
+    model: GeneModel
+    exons: pl.DataFrame
+    junctions: pl.DataFrame
+    introns: pl.DataFrame
+    bases: pl.DataFrame
+    indels: pl.DataFrame
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def choose_model(params: ScanParams, source: AlignmentSource) -> GeneModel:
+    """The gene model in the BAM's own contig naming, refusing build mismatches."""
+    if params.gtf:
+        model = load_gtf(params.gtf, params.gene, params.transcript)
+        if params.build != "auto" and model.build and model.build != params.build:
+            raise AnnotationError(
+                f"{params.gtf}: GTF says build {model.build} but --build {params.build} was given"
+            )
+        return check_model_against_header(model, source.contigs)
+    genes = {g.upper(): g for g in builtin_genes()}
+    if params.gene.upper() not in genes:
+        raise AnnotationError(
+            f"no built-in model for gene {params.gene!r} (built-in: {', '.join(builtin_genes())});"
+            " give --gtf FILE for any other gene"
+        )
+    gene = genes[params.gene.upper()]
+    build = params.build
+    if build == "auto":
+        reference_model = builtin_model(gene, "GRCh38")
+        match = resolve_contig(source.contigs, reference_model.contig)
+        build = match.build or detect_build(source.contigs)
+        if build is None:
+            raise AnnotationError(
+                f"{source.display_name}: cannot tell the build from the header: "
+                f"{match.name} has length {match.length}, which fits neither GRCh38 nor GRCh37;"
+                " pass --build or use --gtf"
+            )
+    return check_model_against_header(builtin_model(gene, build), source.contigs)
+
+
+def _reference_fetch(reference: str | None, contig: str) -> tables.RefFetch | None:
+    if reference is None:
+        return None
+    try:
+        fasta = pysam.FastaFile(reference)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{reference}: cannot open reference FASTA ({exc})") from None
+    names = set(fasta.references)
+    name = contig
+    if name not in names:
+        try:
+            name = resolve_contig(
+                dict(zip(fasta.references, fasta.lengths, strict=True)), contig
+            ).name
+        except AnnotationError:
+            raise InputError(
+                f"{reference}: reference has no contig {contig!r} (has {len(names)} others)"
+            ) from None
+
+    def fetch(start0: int, end0: int) -> str:
+        if end0 <= start0 or start0 < 0:
+            return ""
+        return fasta.fetch(name, start0, end0).upper()
+
+    return fetch
+
+
+def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanResult:
+    """Scan one BAM/CRAM/SAM over the target gene. Keyword overrides set ScanParams fields."""
+    params = params or ScanParams()
+    if overrides:
+        params = ScanParams(**{**params.__dict__, **overrides})
+    params.validate()
+    started = time.time()
+    with open_alignments(path, params.reference, threads=params.threads) as source:
+        model = choose_model(params, source)
+        sample = params.sample or source.default_sample_name()
+        window_start0, window_end0 = model.window(params.padding)
+        window_end0 = min(window_end0, source.contigs[model.contig])
+        if not source.has_index and not params.stream:
+            log.info("%s has no index: reading the whole file (stream mode)", source.display_name)
+        counter = _core.GeneCounter(
+            model.contig,
+            window_start0,
+            window_end0,
+            model.core_exons(),
+            min_mapq=params.min_mapq,
+            min_baseq=params.min_baseq,
+            min_anchor=params.min_anchor,
+            exclude_flags=params.exclude_flags,
+            dedup_overlaps=params.dedup_overlaps,
+        )
+        stats = feed_window(
+            source, counter, model.contig, window_start0, window_end0, stream=params.stream
+        )
+        try:
+            result = counter.finish()
+        except _core.CoreError as exc:
+            raise InputError(f"{source.display_name}: {exc}") from None
+        lib_size = stats.mapped_records_in_file
+        if lib_size is None:
+            lib_size = library_size(source)
+        fmt = source.format
+        display = source.display_name
+    fetch = _reference_fetch(params.reference, model.contig)
+    strandedness = resolve_strandedness(params.strand, result.strand_evidence, model.strand)
+    reference_bases = fetch(window_start0, window_end0) if fetch else ""
+    exons = tables.exon_table(model, result, sample, window_start0)
+    junctions = tables.junction_table(model, result, sample, strandedness.mode, fetch)
+    introns = tables.intron_table(model, result, sample)
+    bases = tables.bases_table(result, model.contig, window_start0, reference_bases)
+    indels = tables.indel_table(result, model.contig, sample, fetch)
+    if result.filters["used"] == 0:
+        log.warning("%s: no reads pass the filters over %s %s", display, model.gene, model.contig)
+    summary = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "cd22scan",
+        "version": _core.__version__,
+        "sample": sample,
+        "input": display if path == "-" else str(Path(path)),
+        "format": fmt,
+        "read_mode": stats.mode,
+        "gene": model.gene,
+        "transcript": model.transcript,
+        "model_source": model.source,
+        "transcript_selection": model.selection,
+        "build": model.build,
+        "contig": model.contig,
+        "strand": model.strand,
+        "window": {"start": window_start0 + 1, "end": window_end0},
+        "parameters": {
+            "min_mapq": params.min_mapq,
+            "min_baseq": params.min_baseq,
+            "min_anchor": params.min_anchor,
+            "exclude_flags": params.exclude_flags,
+            "dedup_overlaps": params.dedup_overlaps,
+            "strand": params.strand,
+            "padding": params.padding,
+            "reference": params.reference,
+            "gtf": params.gtf,
+        },
+        "reads": {
+            "records_read": stats.records_read,
+            "records_in_window": stats.records_to_core,
+            **{
+                f"removed_{k}": v
+                for k, v in result.filters.items()
+                if k not in ("records", "used", "used_supplementary")
+            },
+            "used": result.filters["used"],
+            "used_supplementary": result.filters["used_supplementary"],
+        },
+        "library_size": lib_size,
+        "library_size_definition": "mapped records in the file (samtools idxstats)",
+        "fragments_in_window": result.fragments,
+        "fragments_on_gene": result.gene_fragments,
+        "strandedness": {
+            "mode": strandedness.mode,
+            "how": strandedness.how,
+            "fraction_fr": strandedness.fraction_fr,
+            "fragments": strandedness.fragments,
+        },
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "seconds": round(time.time() - started, 3),
+    }
+    return ScanResult(sample, model, exons, junctions, introns, bases, indels, summary)
