@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite: what README.md shows and what CI (.ci/run) runs.
+# Installs samtools/bcftools (Debian) when missing and this package with its test extras,
+# then checks the Rust crate (fmt, clippy, tests), Python lint, the .pyi stub and pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v samtools >/dev/null 2>&1 || ! command -v bcftools >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "== installing samtools, bcftools, tabix (Debian packages)"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq samtools bcftools tabix >/dev/null
+    else
+        echo "== samtools/bcftools not found and cannot install them here: the tests that compare"
+        echo "   against them will be reported as skipped (pytest -ra lists the reason)"
+    fi
+fi
+
+echo "== installing cd22scan with test extras (builds the Rust extension)"
+python -m pip install -q --disable-pip-version-check ".[test]"
+
+echo "== rust_ext: fmt, clippy, tests"
+(
+    cd rust_ext
+    cargo fmt --check
+    cargo clippy -q --all-targets -- -D warnings
+    cargo clippy -q --all-targets --features python -- -D warnings
+    cargo test -q
+)
+
+echo "== ruff"
+ruff check .
+ruff format --check .
+
+echo "== stub matches the compiled module"
+(cd "$(mktemp -d)" && python -m mypy.stubtest cd22scan._core)
+
+echo "== pytest"
+pytest "$@"
