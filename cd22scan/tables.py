@@ -167,7 +167,7 @@ def junction_table(
                 "annotated": (start, end) in introns,
                 "donor_exon": donor,
                 "acceptor_exon": acceptor,
-                "skipped_exons": _format_exon_numbers(skipped),
+                "skipped_exons": _format_exon_numbers(skipped) or None,
                 "strand_source": ",".join(sorted(sources)),
             }
         )
