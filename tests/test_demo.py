@@ -16,7 +16,11 @@ def test_demo_writes_a_scan_with_the_planted_exon2_skip(tmp_path, capsys):
     assert str(scan_dir) in out
     summary = json.loads((scan_dir / "demo_relapse.summary.json").read_text())
     assert summary["gene"] == "CD22" and summary["build"] == "GRCh38"
-    junctions = pl.read_csv(scan_dir / "demo_relapse.junctions.tsv", separator="\t")
+    junctions = pl.read_csv(
+        scan_dir / "demo_relapse.junctions.tsv",
+        separator="\t",
+        schema_overrides={"skipped_exons": pl.Utf8},
+    )
     skip = junctions.filter(pl.col("skipped_exons") == "2")
     include = junctions.filter((pl.col("donor_exon") == 1) & (pl.col("acceptor_exon") == 2))
     # 40 % of molecules skip exon 2: the skip junction must carry a large share of exon-1 reads.
