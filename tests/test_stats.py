@@ -1,0 +1,199 @@
+"""cd22scan.stats against scipy (a test-only dependency) and the properties the comparisons need."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from cd22scan import stats
+
+
+def test_runtime_modules_do_not_import_scipy():
+    code = (
+        "import sys, cd22scan.stats, cd22scan.splicing; "
+        "sys.exit(1 if any(m.split('.')[0] == 'scipy' for m in sys.modules) else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# --- Fisher --------------------------------------------------------------------------------------
+
+
+def _random_tables(n: int, seed: int) -> list[tuple[int, int, int, int]]:
+    rng = np.random.default_rng(seed)
+    tables = []
+    for i in range(n):
+        top = (10, 60, 400, 3000)[i % 4]
+        tables.append(tuple(int(x) for x in rng.integers(0, top, size=4)))
+    # ties (symmetric tables), empty margins, one-sided extremes
+    tables += [
+        (5, 5, 5, 5),
+        (3, 7, 7, 3),
+        (0, 0, 4, 5),
+        (0, 4, 0, 5),
+        (10, 0, 0, 10),
+        (0, 10, 10, 0),
+        (1, 0, 0, 0),
+        (5000, 5000, 4800, 5200),
+        (100, 100, 100, 100),
+    ]
+    return tables
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_fisher_equals_scipy_on_random_tables(seed):
+    for a, b, c, d in _random_tables(200, seed):
+        ours = stats.fisher_exact_two_sided(a, b, c, d)
+        theirs = scipy.stats.fisher_exact([[a, b], [c, d]]).pvalue
+        assert ours == pytest.approx(theirs, rel=1e-6, abs=1e-300), (a, b, c, d)
+
+
+def test_fisher_rejects_negative_counts():
+    with pytest.raises(ValueError):
+        stats.fisher_exact_two_sided(-1, 2, 3, 4)
+
+
+# --- Benjamini–Hochberg --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_bh_equals_scipy(seed):
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(1, 60))
+    p = rng.uniform(0, 1, size) ** 3
+    p[rng.integers(0, size, size // 4)] = p[0]  # ties
+    ours = stats.benjamini_hochberg(list(p))
+    theirs = scipy.stats.false_discovery_control(p, method="bh")
+    np.testing.assert_allclose(np.array(ours, dtype=float), theirs, rtol=1e-12)
+
+
+def test_bh_keeps_missing_values_missing_and_is_monotone():
+    p = [0.01, None, 0.04, float("nan"), 0.03, 0.5]
+    q = stats.benjamini_hochberg(p)
+    assert q[1] is None and q[3] is None
+    present = [x for x in p if x is not None and not math.isnan(x)]
+    expected = scipy.stats.false_discovery_control(present, method="bh")
+    np.testing.assert_allclose([q[0], q[2], q[4], q[5]], expected)
+    ordered = sorted((pv, qv) for pv, qv in zip(p, q, strict=True) if qv is not None)
+    assert all(q1 <= q2 for (_, q1), (_, q2) in itertools.pairwise(ordered))
+    assert stats.benjamini_hochberg([]) == []
+
+
+# --- beta-binomial LRT ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "k1,n1,k2,n2",
+    [
+        (100, 200, 20, 200),
+        (5000, 10000, 5200, 10000),
+        (0, 50, 7, 60),
+        (3, 10, 3, 10),
+        (9, 9, 1, 12),
+    ],
+)
+def test_tiny_dispersion_approaches_the_binomial_lrt(k1, n1, k2, n2):
+    binomial = stats.binomial_lrt(k1, n1, k2, n2)
+    assert stats.beta_binomial_two_sample_test(k1, n1, k2, n2, 0.0) == pytest.approx(
+        binomial, rel=1e-9, abs=1e-12
+    )
+    near = stats.beta_binomial_two_sample_test(k1, n1, k2, n2, 1e-9)
+    assert near == pytest.approx(binomial, rel=1e-3, abs=1e-9)
+
+
+def test_binomial_lrt_matches_the_g_test():
+    table = np.array([[30, 70], [50, 50]])
+    g = scipy.stats.chi2_contingency(table, correction=False, lambda_="log-likelihood")
+    assert stats.binomial_lrt(30, 100, 50, 100) == pytest.approx(g.pvalue, rel=1e-9)
+
+
+def test_small_shift_on_many_reads_is_not_significant_but_fisher_says_it_is():
+    k1, n1, k2, n2 = 5000, 10000, 5200, 10000
+    assert stats.fisher_exact_two_sided(k1, n1 - k1, k2, n2 - k2) < 0.01
+    assert stats.beta_binomial_two_sample_test(k1, n1, k2, n2) > 0.2  # default rho = 0.01
+    assert stats.DEFAULT_DISPERSION == 0.01
+
+
+def test_large_shift_on_modest_reads_is_significant():
+    assert stats.beta_binomial_two_sample_test(100, 200, 20, 200) < 1e-4
+
+
+def test_more_dispersion_means_larger_p():
+    ps = [stats.beta_binomial_two_sample_test(60, 100, 40, 100, r) for r in (0, 0.01, 0.05, 0.2)]
+    assert ps == sorted(ps)
+
+
+def _random_pairs(n: int, seed: int):
+    # Seeded cases, not hypothesis: its pytest plugin trips filterwarnings = error here.
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        n1, n2 = (int(x) for x in rng.integers(0, 401, size=2))
+        k1, k2 = int(rng.integers(0, n1 + 1)), int(rng.integers(0, n2 + 1))
+        yield k1, n1, k2, n2
+    yield from [(0, 0, 0, 10), (0, 10, 0, 10), (10, 10, 10, 10), (0, 10, 10, 10), (3, 3, 0, 400)]
+
+
+@pytest.mark.parametrize("rho", [0.0, 1e-6, 0.01, 0.1, 0.5])
+def test_beta_binomial_p_is_a_probability_and_symmetric(rho):
+    for k1, n1, k2, n2 in _random_pairs(40, seed=int(rho * 1e6)):
+        p = stats.beta_binomial_two_sample_test(k1, n1, k2, n2, rho)
+        assert 0.0 <= p <= 1.0
+        swapped = stats.beta_binomial_two_sample_test(k2, n2, k1, n1, rho)
+        assert swapped == pytest.approx(p, abs=1e-9)
+        # counting skipping instead of inclusion is the same test
+        flipped = stats.beta_binomial_two_sample_test(n1 - k1, n1, n2 - k2, n2, rho)
+        assert flipped == pytest.approx(p, abs=1e-6)
+        if n1 and n2 and k1 * n2 == k2 * n1:
+            assert p == pytest.approx(1.0)
+
+
+def test_beta_binomial_rejects_bad_input():
+    with pytest.raises(ValueError):
+        stats.beta_binomial_two_sample_test(5, 4, 1, 4)
+    with pytest.raises(ValueError):
+        stats.beta_binomial_two_sample_test(1, 4, 1, 4, dispersion=1.0)
+
+
+# --- expression ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "k1,n1,k2,n2",
+    [(30, 1e6, 60, 1e6), (0, 5e5, 12, 2e6), (400, 3e7, 410, 2.5e7), (7, 100, 7, 100), (1, 2, 0, 3)],
+)
+def test_poisson_rate_test_equals_the_conditional_binomial_test(k1, n1, k2, n2):
+    ours = stats.poisson_rate_test(k1, n1, k2, n2)
+    theirs = scipy.stats.binomtest(k1, k1 + k2, n1 / (n1 + n2)).pvalue
+    assert ours == pytest.approx(theirs, rel=1e-6)
+
+
+@pytest.mark.parametrize("rho", [0.01, 0.1])
+def test_overdispersed_rate_test_is_the_beta_binomial_exact_test(rho):
+    k1, n1, k2, n2 = 120, 2e7, 260, 2.2e7
+    total, p0 = k1 + k2, n1 / (n1 + n2)
+    scale = (1 - rho) / rho
+    pmf = scipy.stats.betabinom.pmf(np.arange(total + 1), total, p0 * scale, (1 - p0) * scale)
+    expected = pmf[pmf <= pmf[k1] * (1 + 1e-7)].sum()
+    ours = stats.poisson_rate_test(k1, n1, k2, n2, dispersion=rho)
+    assert ours == pytest.approx(expected, rel=1e-6)
+    assert ours > stats.poisson_rate_test(k1, n1, k2, n2)
+    assert stats.poisson_rate_test(0, n1, 0, n2, rho) == 1.0
+
+
+def test_rho_from_nb_dispersion():
+    assert stats.rho_from_nb_dispersion(0.1) == pytest.approx(0.05)
+    assert stats.rho_from_nb_dispersion(0.0) == 0.0
+
+
+def test_log2_fold_change():
+    assert stats.log2_fold_change(100, 1e6, 400, 2e6, pseudocount=0) == pytest.approx(1.0)
+    assert stats.log2_fold_change(0, 1e6, 0, 1e6) == 0.0
+    assert stats.log2_fold_change(0, 1e6, 10, 1e6) == pytest.approx(math.log2(10.5 / 0.5))
+    with pytest.raises(ValueError):
+        stats.log2_fold_change(1, 0, 1, 1)
