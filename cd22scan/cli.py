@@ -125,6 +125,118 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_threshold_options(p: argparse.ArgumentParser) -> None:
+    from cd22scan.compare import Thresholds
+
+    d = Thresholds()
+    g = p.add_argument_group("calling thresholds (all must hold for an event to be called)")
+    g.add_argument(
+        "--max-log2fc",
+        type=float,
+        default=d.min_log2fc_loss,
+        help=f"expression/exon loss needs log2FC <= this [{d.min_log2fc_loss}]",
+    )
+    g.add_argument(
+        "--min-delta-psi",
+        type=float,
+        default=d.min_delta_psi,
+        help=f"|ΔPSI| for splicing events [{d.min_delta_psi}]",
+    )
+    g.add_argument(
+        "--min-delta-ir",
+        type=float,
+        default=d.min_delta_ir,
+        help=f"|ΔIR| for intron retention [{d.min_delta_ir}]",
+    )
+    g.add_argument(
+        "--min-delta-vaf",
+        type=float,
+        default=d.min_delta_vaf,
+        help=f"ΔVAF for mutations [{d.min_delta_vaf}]",
+    )
+    g.add_argument(
+        "--max-q",
+        type=float,
+        default=d.max_q,
+        help=f"Benjamini-Hochberg q within a pair [{d.max_q}]",
+    )
+    g.add_argument(
+        "--min-event-reads",
+        type=int,
+        default=d.min_reads,
+        help=f"reads behind an event [{d.min_reads}]",
+    )
+    g.add_argument(
+        "--dispersion",
+        type=float,
+        default=d.dispersion,
+        help=f"beta-binomial over-dispersion for proportions [{d.dispersion}]",
+    )
+
+
+def _thresholds(args: argparse.Namespace):
+    from cd22scan.compare import Thresholds
+
+    return Thresholds(
+        min_log2fc_loss=args.max_log2fc,
+        min_delta_psi=args.min_delta_psi,
+        min_delta_ir=args.min_delta_ir,
+        min_delta_vaf=args.min_delta_vaf,
+        max_q=args.max_q,
+        min_reads=args.min_event_reads,
+        dispersion=args.dispersion,
+    )
+
+
+def _load_or_scan(path: str, args: argparse.Namespace):
+    from pathlib import Path
+
+    from cd22scan.scandir import load_scan
+    from cd22scan.scanner import scan
+
+    if Path(path).is_dir():
+        return load_scan(path)
+    return scan(path, _params_from_args(args))
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cd22scan.compare import compare_samples
+    from cd22scan.outputs import prepare_out_dir, write_parquet, write_scan, write_tsv
+
+    out = prepare_out_dir(args.out)
+    baseline = _load_or_scan(args.baseline, args)
+    relapse = _load_or_scan(args.relapse, args)
+    if baseline.sample == relapse.sample:
+        from cd22scan.errors import UsageError
+
+        raise UsageError(f"baseline and relapse have the same sample name {baseline.sample!r}")
+    for result, given in ((baseline, args.baseline), (relapse, args.relapse)):
+        if not Path(given).is_dir():
+            write_scan(result, out / "scans")
+    comparison = compare_samples(baseline, relapse, thresholds=_thresholds(args))
+    write_tsv(comparison.events, out / "events.tsv")
+    write_parquet(comparison.events, out / "events.parquet")
+    write_tsv(comparison.verdict, out / "verdict.tsv")
+    log.info("%s: %s", comparison.pair, comparison.verdict["verdict"][0])
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from cd22scan.cohort import run_cohort
+
+    run_cohort(
+        args.samplesheet,
+        args.out,
+        _params_from_args(args),
+        thresholds=_thresholds(args),
+        jobs=args.jobs,
+    )
+    log.info("cohort outputs in %s", args.out)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from cd22scan.demo import run_demo
 
@@ -167,6 +279,34 @@ def build_parser() -> argparse.ArgumentParser:
     p_scan.add_argument("--sample", help="sample name (default: read group SM, else file stem)")
     _add_scan_options(p_scan)
     p_scan.set_defaults(func=_cmd_scan)
+
+    p_cmp = sub.add_parser(
+        "compare",
+        parents=[common],
+        help="baseline vs relapse of one patient",
+        description="Compare a baseline and a relapse sample (scan directories or BAMs, which "
+        "are scanned first); write events.tsv/.parquet and verdict.tsv to --out.",
+    )
+    p_cmp.add_argument("--baseline", required=True, help="scan directory or BAM/CRAM/SAM")
+    p_cmp.add_argument("--relapse", required=True, help="scan directory or BAM/CRAM/SAM")
+    p_cmp.add_argument("--out", required=True, help="output directory")
+    _add_scan_options(p_cmp)
+    _add_threshold_options(p_cmp)
+    p_cmp.set_defaults(func=_cmd_compare)
+
+    p_run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="a cohort from a sample sheet",
+        description="Scan every sample of a sample sheet (patient, sample, timepoint, path "
+        "[, reference]), compare each patient's baseline with each relapse, write cohort tables.",
+    )
+    p_run.add_argument("samplesheet", help="TSV or CSV sample sheet")
+    p_run.add_argument("--out", required=True, help="output directory")
+    p_run.add_argument("--jobs", type=int, default=1, help="samples scanned in parallel [1]")
+    _add_scan_options(p_run)
+    _add_threshold_options(p_run)
+    p_run.set_defaults(func=_cmd_run)
 
     p_demo = sub.add_parser(
         "demo",

@@ -208,8 +208,8 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
             "dedup_overlaps": params.dedup_overlaps,
             "strand": params.strand,
             "padding": params.padding,
-            "reference": params.reference,
-            "gtf": params.gtf,
+            "reference": str(Path(params.reference).resolve()) if params.reference else None,
+            "gtf": str(Path(params.gtf).resolve()) if params.gtf else None,
         },
         "reads": {
             "records_read": stats.records_read,

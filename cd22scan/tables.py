@@ -20,6 +20,60 @@ BASES = ("A", "C", "G", "T", "N")
 PLUS_MOTIFS = {("GT", "AG"), ("GC", "AG"), ("AT", "AC")}
 MINUS_MOTIFS = {("CT", "AC"), ("CT", "GC"), ("GT", "AT")}
 
+EXON_SCHEMA: dict[str, pl.DataType] = {
+    "sample": pl.Utf8,
+    "gene": pl.Utf8,
+    "transcript": pl.Utf8,
+    "exon": pl.Int64,
+    "contig": pl.Utf8,
+    "start": pl.Int64,
+    "end": pl.Int64,
+    "length": pl.Int64,
+    "fragments": pl.Int64,
+    "mean_depth": pl.Float64,
+}
+
+JUNCTION_SCHEMA: dict[str, pl.DataType] = {
+    "sample": pl.Utf8,
+    "contig": pl.Utf8,
+    "start": pl.Int64,
+    "end": pl.Int64,
+    "strand": pl.Utf8,
+    "reads": pl.Int64,
+    "max_anchor": pl.Int64,
+    "annotated": pl.Boolean,
+    "donor_exon": pl.Int64,
+    "acceptor_exon": pl.Int64,
+    "skipped_exons": pl.Utf8,
+    "strand_source": pl.Utf8,
+}
+
+INTRON_SCHEMA: dict[str, pl.DataType] = {
+    "sample": pl.Utf8,
+    "gene": pl.Utf8,
+    "transcript": pl.Utf8,
+    "intron": pl.Int64,
+    "contig": pl.Utf8,
+    "start": pl.Int64,
+    "end": pl.Int64,
+    "length": pl.Int64,
+    "left_boundary": pl.Int64,
+    "right_boundary": pl.Int64,
+    "inside": pl.Int64,
+}
+
+INDEL_SCHEMA: dict[str, pl.DataType] = {
+    "sample": pl.Utf8,
+    "contig": pl.Utf8,
+    "pos": pl.Int64,
+    "kind": pl.Utf8,
+    "length": pl.Int64,
+    "sequence": pl.Utf8,
+    "reads": pl.Int64,
+    "forward": pl.Int64,
+    "reverse": pl.Int64,
+}
+
 RefFetch = Callable[[int, int], str]
 """Returns the reference bases of [start0, end0) upper-cased ('' if unknown)."""
 
@@ -63,19 +117,7 @@ def exon_table(
                 "mean_depth": round(mean_depth, 4),
             }
         )
-    schema = {
-        "sample": pl.Utf8,
-        "gene": pl.Utf8,
-        "transcript": pl.Utf8,
-        "exon": pl.Int64,
-        "contig": pl.Utf8,
-        "start": pl.Int64,
-        "end": pl.Int64,
-        "length": pl.Int64,
-        "fragments": pl.Int64,
-        "mean_depth": pl.Float64,
-    }
-    return pl.DataFrame(rows, schema=schema, orient="row").sort("exon")
+    return pl.DataFrame(rows, schema=EXON_SCHEMA, orient="row").sort("exon")
 
 
 def _motif_strand(fetch: RefFetch | None, start0: int, end0: int) -> str | None:
@@ -171,21 +213,7 @@ def junction_table(
                 "strand_source": ",".join(sorted(sources)),
             }
         )
-    schema = {
-        "sample": pl.Utf8,
-        "contig": pl.Utf8,
-        "start": pl.Int64,
-        "end": pl.Int64,
-        "strand": pl.Utf8,
-        "reads": pl.Int64,
-        "max_anchor": pl.Int64,
-        "annotated": pl.Boolean,
-        "donor_exon": pl.Int64,
-        "acceptor_exon": pl.Int64,
-        "skipped_exons": pl.Utf8,
-        "strand_source": pl.Utf8,
-    }
-    return pl.DataFrame(rows, schema=schema, orient="row")
+    return pl.DataFrame(rows, schema=JUNCTION_SCHEMA, orient="row")
 
 
 def intron_table(model: GeneModel, result: _core.CountResult, sample: str) -> pl.DataFrame:
@@ -207,20 +235,7 @@ def intron_table(model: GeneModel, result: _core.CountResult, sample: str) -> pl
                 "inside": inside,
             }
         )
-    schema = {
-        "sample": pl.Utf8,
-        "gene": pl.Utf8,
-        "transcript": pl.Utf8,
-        "intron": pl.Int64,
-        "contig": pl.Utf8,
-        "start": pl.Int64,
-        "end": pl.Int64,
-        "length": pl.Int64,
-        "left_boundary": pl.Int64,
-        "right_boundary": pl.Int64,
-        "inside": pl.Int64,
-    }
-    return pl.DataFrame(rows, schema=schema, orient="row").sort("intron")
+    return pl.DataFrame(rows, schema=INTRON_SCHEMA, orient="row").sort("intron")
 
 
 def bases_table(
@@ -289,17 +304,6 @@ def indel_table(
                 "reverse": rev,
             }
         )
-    schema = {
-        "sample": pl.Utf8,
-        "contig": pl.Utf8,
-        "pos": pl.Int64,
-        "kind": pl.Utf8,
-        "length": pl.Int64,
-        "sequence": pl.Utf8,
-        "reads": pl.Int64,
-        "forward": pl.Int64,
-        "reverse": pl.Int64,
-    }
-    return pl.DataFrame(rows, schema=schema, orient="row").sort(
+    return pl.DataFrame(rows, schema=INDEL_SCHEMA, orient="row").sort(
         ["pos", "kind", "length", "sequence"]
     )

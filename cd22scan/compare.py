@@ -1,0 +1,577 @@
+"""Baseline vs relapse for one patient: effect sizes, tests and a verdict (polars).
+
+Input: two ``ScanResult`` objects of the same gene model (``scanner.scan``); output: a
+``Comparison`` whose ``events`` frame has one row per tested feature and whose ``verdict`` frame
+has one row naming the strongest evidence of antigen loss, mutation or aberrant splicing.
+
+Why effect size *and* test
+--------------------------
+One baseline and one relapse sample have no replicates, so nothing measures how much two
+libraries of the same tumour differ. A plain Fisher / binomial test on thousands of reads treats
+every read as an independent draw and calls a 0.50 → 0.52 PSI shift "significant"; library
+preparation, RNA quality and biology move proportions by more than that. Each row is therefore
+tested with a stated over-dispersion (``stats.beta_binomial_two_sample_test``, rho =
+``Thresholds.dispersion``; counts of the gene with ``stats.poisson_rate_test`` and a
+negative-binomial dispersion), and a row is **called** only when, together,
+
+* its effect passes the effect-size threshold (log2FC ≤ ``min_log2fc_loss``, |ΔPSI| ≥
+  ``min_delta_psi``, |ΔIR| ≥ ``min_delta_ir``, |ΔVAF| ≥ ``min_delta_vaf``),
+* q < ``max_q`` (Benjamini–Hochberg over every tested row of the pair), and
+* the sample where the event is seen (the one with the larger value) has ≥ ``min_reads`` reads
+  behind it (fragments of the gene or exon, junction reads, retained reads, alt reads).
+
+Tests, per ``event_type`` (effects are relapse − baseline, or log2 relapse / baseline)
+------------------------------------------------------------------------------------------
+* ``expression_loss`` (feature ``gene``): fragments on the gene (``fragments_on_gene``) per
+  library size (``summary["library_size"]``, mapped records). effect = log2 fold change of the
+  rate (pseudocount 0.5); p = ``poisson_rate_test`` conditional on the total, beta-binomial with
+  rho = ``rho_from_nb_dispersion(expression_dispersion, share)`` (an NB dispersion φ, edgeR's
+  BCV²; share = the baseline's share of the two library sizes). values = CPM.
+* ``exon_loss`` (feature ``exon k``): the exon's fragments as a share of the gene's fragments,
+  so a uniform drop in expression is not an exon loss. effect = log2 fold change of that share;
+  p = beta-binomial (rho = ``dispersion``) on exon fragments of gene fragments. values = the
+  exon's relative coverage (``splicing.expression``).
+* ``exon_skipping`` (feature ``Δex2``, ``Δex5-6``): the skipping junction's share of its donor
+  exon's splicing, reads / (reads + canonical reads of the donor → donor + 1 junction)
+  (``donor_share`` of ``splicing.skipping_events``). This share, rather than exon PSI, is used
+  because it names one junction, covers multi-exon skips, and compares two junctions that start
+  at the same donor (no positional bias). effect = ΔPSI of that share; p = beta-binomial on
+  reads of reads + canonical. A sample without the junction gets 0 reads and the canonical reads
+  of its donor (``spliced_reads`` of that intron).
+* ``intron_retention`` (feature ``intron k``): ``ir_ratio`` = retained / (retained + spliced)
+  of ``splicing.intron_retention``; effect = ΔIR; p = beta-binomial on round(retained) of
+  round(retained) + spliced.
+* ``novel_junction`` (feature ``contig:start-end``, the intron, 1-based inclusive): the
+  junction's share of its annotated side: reads / (reads + canonical reads of the annotated donor
+  (novel acceptor) or into the annotated acceptor (novel donor)); with neither side annotated,
+  reads / fragments on the gene. effect = ΔPSI of that share; p = beta-binomial.
+* ``mutation`` (feature = HGVS c. name, ``c.412del``): alleles of ``variants.call_variants`` with
+  ≥ 3 alt reads and VAF ≥ 0.05 in either sample; the other sample's alt reads and depth at the
+  same VCF allele are looked up (0 alt reads and the site's depth when absent). effect = ΔVAF;
+  p = beta-binomial on alt reads of depth.
+
+``direction`` is ``up`` (effect > 0) or ``down`` (< 0), null for no change. Only losses can be
+called for ``expression_loss`` / ``exon_loss``. The verdict counts as escape evidence: a called
+expression or exon loss (antigen loss); a called splicing row with direction ``up`` (more
+aberrant at relapse: more skipping, retention or novel splicing); a called mutation with direction
+``up`` whose consequence alters the protein or a splice site (``PROTEIN_ALTERING``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import polars as pl
+
+from cd22scan.errors import UsageError
+from cd22scan.scanner import ScanResult, _reference_fetch
+from cd22scan.splicing import call_events
+from cd22scan.stats import (
+    benjamini_hochberg,
+    beta_binomial_two_sample_test,
+    log2_fold_change,
+    poisson_rate_test,
+    rho_from_nb_dispersion,
+)
+from cd22scan.variants import call_variants
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "EVENT_TYPES",
+    "PROTEIN_ALTERING",
+    "VERDICT_COLUMNS",
+    "Comparison",
+    "Thresholds",
+    "compare_samples",
+]
+
+RefFetch = Callable[[int, int], str]
+
+EVENT_TYPES = (
+    "expression_loss",
+    "exon_loss",
+    "exon_skipping",
+    "intron_retention",
+    "novel_junction",
+    "mutation",
+)
+SPLICING_TYPES = ("exon_skipping", "intron_retention", "novel_junction")
+LOSS_TYPES = ("expression_loss", "exon_loss")
+
+PROTEIN_ALTERING = frozenset(
+    {
+        "splice_acceptor_variant",
+        "splice_donor_variant",
+        "stop_gained",
+        "frameshift_variant",
+        "stop_lost",
+        "start_lost",
+        "inframe_insertion",
+        "inframe_deletion",
+        "missense_variant",
+        "protein_altering_variant",
+    }
+)
+
+EVENT_COLUMNS = {
+    "pair": pl.Utf8,
+    "baseline": pl.Utf8,
+    "relapse": pl.Utf8,
+    "gene": pl.Utf8,
+    "event_type": pl.Utf8,
+    "feature": pl.Utf8,
+    "known_event": pl.Utf8,
+    "baseline_value": pl.Float64,
+    "relapse_value": pl.Float64,
+    "effect": pl.Float64,
+    "baseline_reads": pl.Int64,
+    "relapse_reads": pl.Int64,
+    "consequence": pl.Utf8,
+    "hgvs_c": pl.Utf8,
+    "hgvs_p": pl.Utf8,
+    "p_value": pl.Float64,
+    "q_value": pl.Float64,
+    "called": pl.Boolean,
+    "direction": pl.Utf8,
+}
+
+VERDICT_COLUMNS = {
+    "pair": pl.Utf8,
+    "baseline": pl.Utf8,
+    "relapse": pl.Utf8,
+    "gene": pl.Utf8,
+    "antigen_loss": pl.Boolean,
+    "aberrant_splicing": pl.Boolean,
+    "mutation": pl.Boolean,
+    "n_called": pl.Int64,
+    "verdict": pl.Utf8,
+    "thresholds": pl.Utf8,
+}
+
+NO_EVIDENCE = "no evidence of antigen loss, mutation or aberrant splicing"
+# Candidate alleles: the per-sample calling defaults of variants.call_variants.
+_CANDIDATE_MIN_ALT = 3
+_CANDIDATE_MIN_VAF = 0.05
+_PSEUDOCOUNT = 0.5
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    min_log2fc_loss: float = -1.0  # expression_loss / exon_loss need log2FC <= this
+    min_delta_psi: float = 0.10  # |ΔPSI| of skipping / novel junction shares
+    min_delta_ir: float = 0.10
+    min_delta_vaf: float = 0.05
+    max_q: float = 0.05
+    min_reads: int = 10  # reads behind an event in the sample where it is seen
+    dispersion: float = 0.01  # beta-binomial rho for proportions
+    expression_dispersion: float = 0.05  # negative-binomial phi for gene counts
+
+    def __post_init__(self) -> None:
+        if self.min_log2fc_loss >= 0:
+            raise UsageError(f"min_log2fc_loss must be < 0; got {self.min_log2fc_loss}")
+        for name in ("min_delta_psi", "min_delta_ir", "min_delta_vaf", "expression_dispersion"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"{name} must be >= 0; got {getattr(self, name)}")
+        if not 0 < self.max_q <= 1:
+            raise UsageError(f"max_q must be in (0, 1]; got {self.max_q}")
+        if self.min_reads < 0:
+            raise UsageError(f"min_reads must be >= 0; got {self.min_reads}")
+        if not 0 <= self.dispersion < 1:
+            raise UsageError(f"dispersion must be in [0, 1); got {self.dispersion}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Comparison:
+    pair: str  # "BASELINE_vs_RELAPSE"
+    baseline: str
+    relapse: str
+    events: pl.DataFrame
+    verdict: pl.DataFrame
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _share(k: float, n: float) -> float | None:
+    return k / n if n > 0 else None
+
+
+def _direction(effect: float | None) -> str | None:
+    if effect is None or effect == 0 or math.isnan(effect):
+        return None
+    return "up" if effect > 0 else "down"
+
+
+def _row(event_type: str, feature: str, **values: Any) -> dict[str, Any]:
+    row = {name: None for name in EVENT_COLUMNS}
+    row.update(event_type=event_type, feature=feature, **values)
+    return row
+
+
+def _by(frame: pl.DataFrame, key: str) -> dict[Any, dict[str, Any]]:
+    return {row[key]: row for row in frame.iter_rows(named=True)}
+
+
+def _fetch_for(result: ScanResult, given: RefFetch | None) -> RefFetch | None:
+    if given is not None:
+        return given
+    reference = (result.summary.get("parameters") or {}).get("reference")
+    return _reference_fetch(reference, result.model.contig) if reference else None
+
+
+# --- per event type ------------------------------------------------------------------------------
+
+
+def _expression_rows(b: ScanResult, r: ScanResult, t: Thresholds) -> list[dict[str, Any]]:
+    kb, kr = b.summary.get("fragments_on_gene"), r.summary.get("fragments_on_gene")
+    nb, nr = b.summary.get("library_size"), r.summary.get("library_size")
+    if kb is None or kr is None or not nb or not nr:
+        return []  # no library size: expression cannot be compared
+    rho = rho_from_nb_dispersion(t.expression_dispersion, share=nb / (nb + nr))
+    return [
+        _row(
+            "expression_loss",
+            "gene",
+            baseline_value=kb / nb * 1e6,
+            relapse_value=kr / nr * 1e6,
+            effect=log2_fold_change(kb, nb, kr, nr, _PSEUDOCOUNT),
+            baseline_reads=kb,
+            relapse_reads=kr,
+            p_value=poisson_rate_test(kb, nb, kr, nr, dispersion=min(rho, 0.999)),
+        )
+    ]
+
+
+def _exon_rows(eb: pl.DataFrame, er: pl.DataFrame, t: Thresholds) -> list[dict[str, Any]]:
+    rows = []
+    base, rel = _by(eb, "exon"), _by(er, "exon")
+    for exon in sorted(set(base) | set(rel)):
+        xb, xr = base.get(exon), rel.get(exon)
+        if xb is None or xr is None:
+            continue
+        kb, kr = xb["fragments"], xr["fragments"]
+        nb, nr = xb["gene_fragments"] or 0, xr["gene_fragments"] or 0
+        if nb <= 0 or nr <= 0:
+            continue
+        rows.append(
+            _row(
+                "exon_loss",
+                f"exon {exon}",
+                baseline_value=xb["relative_coverage"],
+                relapse_value=xr["relative_coverage"],
+                effect=log2_fold_change(kb, nb, kr, nr, _PSEUDOCOUNT),
+                baseline_reads=kb,
+                relapse_reads=kr,
+                p_value=beta_binomial_two_sample_test(
+                    min(kb, nb), nb, min(kr, nr), nr, t.dispersion
+                ),
+            )
+        )
+    return rows
+
+
+def _proportion_row(
+    event_type: str, feature: str, kb: int, nb: int, kr: int, nr: int, t: Thresholds, **extra
+) -> dict[str, Any]:
+    vb, vr = _share(kb, nb), _share(kr, nr)
+    effect = (vr or 0.0) - (vb or 0.0) if nb > 0 and nr > 0 else None
+    p = beta_binomial_two_sample_test(kb, nb, kr, nr, t.dispersion) if nb and nr else None
+    return _row(
+        event_type,
+        feature,
+        baseline_value=vb,
+        relapse_value=vr,
+        effect=effect,
+        baseline_reads=kb,
+        relapse_reads=kr,
+        p_value=p,
+        **extra,
+    )
+
+
+def _canonical(ir: dict[Any, dict[str, Any]], intron: int | None) -> int:
+    row = ir.get(intron)
+    return int(row["spliced_reads"]) if row else 0
+
+
+def _skipping_rows(fb: dict, fr: dict, t: Thresholds) -> list[dict[str, Any]]:
+    sb, sr = _by(fb["skipping_events"], "event"), _by(fr["skipping_events"], "event")
+    irb, irr = _by(fb["intron_retention"], "intron"), _by(fr["intron_retention"], "intron")
+    any_row = {**sr, **sb}
+    order = sorted(any_row, key=lambda e: (any_row[e]["donor_exon"], any_row[e]["acceptor_exon"]))
+    rows = []
+    for event in order:
+        donor = any_row[event]["donor_exon"]
+        kb = sb[event]["reads"] if event in sb else 0
+        kr = sr[event]["reads"] if event in sr else 0
+        cb = sb[event]["canonical_reads"] if event in sb else _canonical(irb, donor)
+        cr = sr[event]["canonical_reads"] if event in sr else _canonical(irr, donor)
+        rows.append(
+            _proportion_row(
+                "exon_skipping",
+                event,
+                kb,
+                kb + cb,
+                kr,
+                kr + cr,
+                t,
+                known_event=any_row[event]["known_event"],
+            )
+        )
+    return rows
+
+
+def _retention_rows(fb: dict, fr: dict, t: Thresholds) -> list[dict[str, Any]]:
+    irb, irr = _by(fb["intron_retention"], "intron"), _by(fr["intron_retention"], "intron")
+    rows = []
+    for intron in sorted(set(irb) & set(irr)):
+        xb, xr = irb[intron], irr[intron]
+        kb, kr = round(xb["retained_reads"]), round(xr["retained_reads"])
+        nb, nr = kb + xb["spliced_reads"], kr + xr["spliced_reads"]
+        row = _proportion_row("intron_retention", f"intron {intron}", kb, nb, kr, nr, t)
+        # report the ratio as splicing.intron_retention defines it (unrounded)
+        row["baseline_value"], row["relapse_value"] = xb["ir_ratio"], xr["ir_ratio"]
+        if xb["ir_ratio"] is not None and xr["ir_ratio"] is not None:
+            row["effect"] = xr["ir_ratio"] - xb["ir_ratio"]
+        rows.append(row)
+    return rows
+
+
+def _novel_rows(
+    fb: dict, fr: dict, b: ScanResult, r: ScanResult, t: Thresholds
+) -> list[dict[str, Any]]:
+    nb_, nr_ = fb["novel_junctions"], fr["novel_junctions"]
+    jb = {(x["start"], x["end"]): x for x in nb_.iter_rows(named=True)}
+    jr = {(x["start"], x["end"]): x for x in nr_.iter_rows(named=True)}
+    irb, irr = _by(fb["intron_retention"], "intron"), _by(fr["intron_retention"], "intron")
+    gene_b = int(b.summary.get("fragments_on_gene") or 0)
+    gene_r = int(r.summary.get("fragments_on_gene") or 0)
+    contig = b.model.contig
+    rows = []
+    for key in sorted(set(jb) | set(jr)):
+        info = jb.get(key) or jr[key]
+        kb = jb[key]["reads"] if key in jb else 0
+        kr = jr[key]["reads"] if key in jr else 0
+        if info["donor_exon"] is not None:  # novel acceptor: compete with the donor's canonical
+            cb, cr = _canonical(irb, info["donor_exon"]), _canonical(irr, info["donor_exon"])
+            nb, nr = kb + cb, kr + cr
+        elif info["acceptor_exon"] is not None:  # novel donor: canonical into the acceptor
+            intron = info["acceptor_exon"] - 1
+            cb, cr = _canonical(irb, intron), _canonical(irr, intron)
+            nb, nr = kb + cb, kr + cr
+        else:
+            nb, nr = max(gene_b, kb), max(gene_r, kr)
+        rows.append(
+            _proportion_row("novel_junction", f"{contig}:{key[0]}-{key[1]}", kb, nb, kr, nr, t)
+        )
+    return rows
+
+
+def _site_depth(bases: pl.DataFrame, pos: int) -> int:
+    hit = bases.filter(pl.col("pos") == pos)
+    return int(hit["depth"][0]) if hit.height else 0
+
+
+def _mutation_rows(
+    b: ScanResult, r: ScanResult, fetch_b: RefFetch | None, fetch_r: RefFetch | None, t: Thresholds
+) -> list[dict[str, Any]]:
+    # Every allele seen at all (min_alt 1, VAF 0), so the other sample's counts can be looked up.
+    calls_b = call_variants(
+        b.bases, b.indels, b.model, fetch_b, sample=b.sample, min_alt=1, min_vaf=0.0
+    )
+    calls_r = call_variants(
+        r.bases, r.indels, r.model, fetch_r, sample=r.sample, min_alt=1, min_vaf=0.0
+    )
+    key = ("pos", "ref", "alt")
+    vb = {tuple(x[k] for k in key): x for x in calls_b.iter_rows(named=True)}
+    vr = {tuple(x[k] for k in key): x for x in calls_r.iter_rows(named=True)}
+
+    def candidate(x: dict[str, Any]) -> bool:
+        return x["alt_reads"] >= _CANDIDATE_MIN_ALT and x["vaf"] >= _CANDIDATE_MIN_VAF
+
+    keys = sorted(
+        {k for k, x in vb.items() if candidate(x)} | {k for k, x in vr.items() if candidate(x)}
+    )
+    rows = []
+    for allele in keys:
+        pos, ref, alt = allele
+        xb, xr = vb.get(allele), vr.get(allele)
+        # An indel's depth is taken at the first deleted base / the anchor (call_variants).
+        at = pos + 1 if len(ref) > len(alt) else pos
+        kb, nb = (xb["alt_reads"], xb["depth"]) if xb else (0, _site_depth(b.bases, at))
+        kr, nr = (xr["alt_reads"], xr["depth"]) if xr else (0, _site_depth(r.bases, at))
+        note = xr if xr is not None and (xb is None or xr["vaf"] >= xb["vaf"]) else xb
+        assert note is not None
+        rows.append(
+            _proportion_row(
+                "mutation",
+                note["hgvs_c"] or f"{note['contig']}:{pos}{ref}>{alt}",
+                kb,
+                max(nb, kb),
+                kr,
+                max(nr, kr),
+                t,
+                consequence=note["consequence"],
+                hgvs_c=note["hgvs_c"],
+                hgvs_p=note["hgvs_p"],
+            )
+        )
+    return rows
+
+
+# --- calling and verdict -------------------------------------------------------------------------
+
+
+def _is_called(row: dict[str, Any], t: Thresholds) -> bool:
+    effect, q = row["effect"], row["q_value"]
+    if effect is None or q is None or math.isnan(effect) or not q < t.max_q:
+        return False
+    kind = row["event_type"]
+    if kind in LOSS_TYPES:
+        size_ok = effect <= t.min_log2fc_loss
+        seen_reads = row["baseline_reads"]  # a loss is seen in the baseline
+    else:
+        bar = {
+            "exon_skipping": t.min_delta_psi,
+            "novel_junction": t.min_delta_psi,
+            "intron_retention": t.min_delta_ir,
+            "mutation": t.min_delta_vaf,
+        }[kind]
+        size_ok = abs(effect) >= bar
+        seen_reads = row["relapse_reads"] if effect > 0 else row["baseline_reads"]
+    return size_ok and (seen_reads or 0) >= t.min_reads
+
+
+def _mechanism(row: dict[str, Any]) -> str | None:
+    """The escape mechanism a called row is evidence for, or None."""
+    if not row["called"]:
+        return None
+    kind = row["event_type"]
+    if kind in LOSS_TYPES:
+        return "antigen loss"
+    if kind in SPLICING_TYPES and row["direction"] == "up":
+        return "aberrant splicing"
+    if kind == "mutation" and row["direction"] == "up" and row["consequence"] in PROTEIN_ALTERING:
+        return "mutation"
+    return None
+
+
+def _describe(row: dict[str, Any]) -> str:
+    label = {
+        "expression_loss": "log2FC",
+        "exon_loss": "log2FC",
+        "exon_skipping": "ΔPSI",
+        "novel_junction": "ΔPSI",
+        "intron_retention": "ΔIR",
+        "mutation": "ΔVAF",
+    }[row["event_type"]]
+    feature = row["feature"]
+    if row["event_type"] == "mutation" and row["hgvs_p"]:
+        feature = f"{feature} {row['hgvs_p']}"
+    elif row["event_type"] == "expression_loss":
+        feature = "gene expression"
+    return f"{feature} {label} {row['effect']:+.2f} (q={row['q_value']:.2g})"
+
+
+def _strength(row: dict[str, Any]) -> tuple[float, float]:
+    return (row["q_value"], -abs(row["effect"]))
+
+
+def _verdict_text(rows: list[dict[str, Any]]) -> str:
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        mechanism = _mechanism(row)
+        if mechanism and (mechanism not in best or _strength(row) < _strength(best[mechanism])):
+            best[mechanism] = row
+    if not best:
+        return NO_EVIDENCE
+    ordered = sorted(best.items(), key=lambda item: _strength(item[1]))
+    return "; ".join(f"{mechanism}: {_describe(row)}" for mechanism, row in ordered)
+
+
+def compare_samples(
+    baseline: ScanResult,
+    relapse: ScanResult,
+    *,
+    thresholds: Thresholds = Thresholds(),
+    baseline_fetch: RefFetch | None = None,
+    relapse_fetch: RefFetch | None = None,
+) -> Comparison:
+    """Compare a baseline and a relapse scan of one patient (tests in the module docstring).
+
+    ``baseline_fetch`` / ``relapse_fetch`` return reference bases of a 0-based half-open range
+    (for variant consequences); None builds one from the scan's ``--reference`` when it had one.
+    """
+    t = thresholds
+    mb, mr = baseline.model, relapse.model
+    if (mb.gene, mb.transcript, mb.contig, mb.exons) != (
+        mr.gene,
+        mr.transcript,
+        mr.contig,
+        mr.exons,
+    ):
+        raise UsageError(
+            f"cannot compare {baseline.sample} ({mb.gene} {mb.transcript} on {mb.contig}) with "
+            f"{relapse.sample} ({mr.gene} {mr.transcript} on {mr.contig}): different gene models"
+        )
+    pair = f"{baseline.sample}_vs_{relapse.sample}"
+    fb, fr = call_events(baseline), call_events(relapse)
+    rows = [
+        *_expression_rows(baseline, relapse, t),
+        *_exon_rows(fb["expression"], fr["expression"], t),
+        *_skipping_rows(fb, fr, t),
+        *_retention_rows(fb, fr, t),
+        *_novel_rows(fb, fr, baseline, relapse, t),
+        *_mutation_rows(
+            baseline,
+            relapse,
+            _fetch_for(baseline, baseline_fetch),
+            _fetch_for(relapse, relapse_fetch),
+            t,
+        ),
+    ]
+    qvalues = benjamini_hochberg([row["p_value"] for row in rows])
+    for row, q in zip(rows, qvalues, strict=True):
+        row.update(pair=pair, baseline=baseline.sample, relapse=relapse.sample, gene=mb.gene)
+        row["q_value"] = q
+        row["direction"] = _direction(row["effect"])
+        row["called"] = _is_called(row, t)
+    # Rows are built in a fixed order (type, then exon / event / position), kept by a stable sort.
+    rank = {kind: i for i, kind in enumerate(EVENT_TYPES)}
+    rows.sort(key=lambda row: rank[row["event_type"]])
+    events = pl.DataFrame(rows, schema=EVENT_COLUMNS, orient="row")
+    mechanisms = {_mechanism(row) for row in rows}
+    verdict = pl.DataFrame(
+        [
+            {
+                "pair": pair,
+                "baseline": baseline.sample,
+                "relapse": relapse.sample,
+                "gene": mb.gene,
+                "antigen_loss": "antigen loss" in mechanisms,
+                "aberrant_splicing": "aberrant splicing" in mechanisms,
+                "mutation": "mutation" in mechanisms,
+                "n_called": sum(bool(row["called"]) for row in rows),
+                "verdict": _verdict_text(rows),
+                "thresholds": json.dumps(t.as_dict(), sort_keys=True),
+            }
+        ],
+        schema=VERDICT_COLUMNS,
+        orient="row",
+    )
+    return Comparison(
+        pair=pair,
+        baseline=baseline.sample,
+        relapse=relapse.sample,
+        events=events,
+        verdict=verdict,
+        thresholds=t,
+    )

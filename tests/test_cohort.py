@@ -1,0 +1,113 @@
+"""`cd22scan run`: sample sheet → scans → pairs → cohort tables; sample sheet errors."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from simulator import simulate, small_gene
+
+from cd22scan.cli import main
+from cd22scan.cohort import read_sample_sheet
+from cd22scan.simulate import write_gtf
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cohort")
+    gene = small_gene("+")
+    gtf = write_gtf(gene, tmp / "gene.gtf")
+    specs = [
+        ("P1", "P1_base", "baseline", {"canonical": 1.0}, 1),
+        ("P1", "P1_rel", "relapse", {"canonical": 0.5, "skip:2": 0.5}, 2),
+        ("P2", "P2_base", "baseline", {"canonical": 1.0}, 3),
+        ("P2", "P2_rel", "relapse", {"canonical": 1.0}, 4),
+        ("P3", "P3_rel", "relapse", {"canonical": 1.0}, 5),
+    ]
+    lines = ["patient\tsample\ttimepoint\tpath"]
+    for patient, sample, timepoint, isoforms, seed in specs:
+        sim = simulate(
+            tmp / sample, seed=seed, gene=gene, n_fragments=1500, isoforms=isoforms, sample=sample
+        )
+        lines.append(f"{patient}\t{sample}\t{timepoint}\t{sim.bam.relative_to(tmp)}")
+    sheet = tmp / "samples.tsv"
+    sheet.write_text("\n".join(lines) + "\n")
+    return tmp, sheet, gtf
+
+
+def test_run_calls_the_planted_skip_and_reports_unpaired(cohort):
+    tmp, sheet, gtf = cohort
+    out = tmp / "out"
+    argv = ["run", str(sheet), "--out", str(out), "--gtf", str(gtf), "--gene", "SMALL"]
+    assert main([*argv, "--jobs", "2"]) == 0
+    verdicts = pl.read_csv(out / "cohort_verdicts.tsv", separator="\t")
+    by_patient = {r["patient"]: r for r in verdicts.iter_rows(named=True)}
+    assert set(by_patient) == {"P1", "P2"}
+    assert by_patient["P1"]["aberrant_splicing"] is True
+    assert by_patient["P2"]["aberrant_splicing"] is False
+    assert by_patient["P2"]["n_called"] == 0
+    events = pl.read_csv(
+        out / "cohort_events.tsv", separator="\t", schema_overrides={"feature": pl.Utf8}
+    )
+    called = events.filter(pl.col("called"))
+    assert {"patient", "baseline", "relapse"} <= set(events.columns)
+    assert "Δex2" in called.filter(pl.col("patient") == "P1")["feature"].to_list()
+    summary = pl.read_csv(out / "cohort_summary.tsv", separator="\t")
+    text = dict(zip(summary["mechanism"], summary["text"], strict=True))
+    assert text["aberrant_splicing"] == "aberrant splicing 1 of 2"
+    unpaired = pl.read_csv(out / "unpaired_samples.tsv", separator="\t")
+    assert unpaired["sample"].to_list() == ["P3_rel"]
+    assert (out / "scans" / "P3_rel.summary.json").exists()  # scanned, not dropped
+    # A second run over the scan directories gives the same verdicts (compare from scans).
+    rows = ["patient\tsample\ttimepoint\tpath"]
+    for r in read_sample_sheet(sheet):
+        rows.append(f"{r.patient}\t{r.sample}\t{r.timepoint}\t{out / 'scans'}")
+    sheet2 = tmp / "from_scans.csv"
+    sheet2.write_text("\n".join(rows).replace("\t", ",") + "\n")
+    out2 = tmp / "out2"
+    assert main(["run", str(sheet2), "--out", str(out2)]) == 0
+    again = pl.read_csv(out2 / "cohort_verdicts.tsv", separator="\t")
+    assert again.drop("thresholds").equals(verdicts.drop("thresholds"))
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("patient\tsample\tpath\nP1\tS1\tx.bam\n", "missing column(s) timepoint"),
+        ("patient\tsample\ttimepoint\tpath\nP1\tS1\tbaseline\tnope.bam\n", "nope.bam not found"),
+        ("patient\tsample\ttimepoint\tpath\nP1\tS1\tlater\tx.bam\n", "baseline or relapse"),
+        (
+            "patient\tsample\ttimepoint\tpath\nP1\tS1\tbaseline\tx.bam\nP1\tS1\trelapse\tx.bam\n",
+            "already on line 2",
+        ),
+    ],
+)
+def test_sample_sheet_errors_are_one_line_with_exit_2(tmp_path, capsys, content, needle):
+    (tmp_path / "x.bam").write_bytes(b"")
+    sheet = tmp_path / "s.tsv"
+    sheet.write_text(content)
+    assert main(["run", str(sheet), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1
+
+
+def test_compare_cli_from_bams_and_from_scan_directories(cohort):
+    tmp, _sheet, gtf = cohort
+    base, rel = tmp / "P1_base" / "P1_base.bam", tmp / "P1_rel" / "P1_rel.bam"
+    out = tmp / "cmp"
+    common = ["--gtf", str(gtf), "--gene", "SMALL"]
+    assert (
+        main(
+            ["compare", "--baseline", str(base), "--relapse", str(rel), "--out", str(out), *common]
+        )
+        == 0
+    )
+    verdict = pl.read_csv(out / "verdict.tsv", separator="\t")
+    assert verdict["aberrant_splicing"][0] is True
+    assert "Δex2" in verdict["verdict"][0]
+    events = pl.read_parquet(out / "events.parquet")
+    assert events.equals(pl.read_csv(out / "events.tsv", separator="\t", schema=events.schema))
+    out2 = tmp / "cmp2"
+    scans = out / "scans"
+    argv = ["compare", "--baseline", str(scans), "--relapse", str(scans), "--out", str(out2)]
+    # A directory holding two samples is ambiguous: refused with a one-line reason.
+    assert main(argv) == 2

@@ -1,0 +1,227 @@
+"""Baseline vs relapse: planted escapes are called with the right type, feature and name; pairs
+without a planted change call nothing. Simulated on ``small_gene("+")`` (6 exons, fast)."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from Bio.Seq import Seq
+
+from cd22scan import scan
+from cd22scan.compare import EVENT_COLUMNS, VERDICT_COLUMNS, Thresholds, compare_samples
+from cd22scan.simulate import (
+    cd22_grch38,
+    coding_positions,
+    reference_window,
+    simulate,
+    small_gene,
+    write_gtf,
+)
+
+GENE = small_gene("+")
+N = 3000
+
+
+def _scan(tmp, sample: str, seed: int, **kwargs):
+    out = tmp / sample
+    sim = simulate(out, seed=seed, gene=GENE, sample=sample, n_fragments=N, **kwargs)
+    gtf = write_gtf(GENE, out / "gene.gtf")
+    return scan(str(sim.bam), gtf=str(gtf), gene=GENE.name, reference=str(sim.reference))
+
+
+def _called(comparison) -> pl.DataFrame:
+    return comparison.events.filter(pl.col("called"))
+
+
+def _one(comparison, event_type: str, feature: str) -> dict:
+    rows = comparison.events.filter(
+        (pl.col("event_type") == event_type) & (pl.col("feature") == feature)
+    )
+    assert rows.height == 1, comparison.events
+    return rows.row(0, named=True)
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    return _scan(tmp_path_factory.mktemp("base"), "BASE", seed=21)
+
+
+def test_no_change_between_two_seeds_calls_nothing(baseline, tmp_path):
+    other = _scan(tmp_path, "REL", seed=22)
+    comparison = compare_samples(baseline, other)
+    assert comparison.pair == "BASE_vs_REL"
+    assert comparison.events.schema == pl.Schema(EVENT_COLUMNS)
+    assert comparison.verdict.schema == pl.Schema(VERDICT_COLUMNS)
+    assert _called(comparison).height == 0, _called(comparison)
+    verdict = comparison.verdict.row(0, named=True)
+    assert not (verdict["antigen_loss"] or verdict["aberrant_splicing"] or verdict["mutation"])
+    assert verdict["verdict"] == "no evidence of antigen loss, mutation or aberrant splicing"
+    assert json.loads(verdict["thresholds"]) == Thresholds().as_dict()
+    # every tested row has a q-value, and BH q >= p
+    tested = comparison.events.filter(pl.col("p_value").is_not_null())
+    assert tested.height > 10
+    assert (tested["q_value"] >= tested["p_value"] - 1e-12).all()
+
+
+def test_two_baseline_replicates_call_nothing(tmp_path):
+    # a second library of the same baseline: same settings, another seed, and a small isoform
+    # wobble (2 % skipping) that is biological noise, not an escape
+    one = _scan(tmp_path, "P1_BASE_A", seed=31, isoforms={"canonical": 0.99, "skip:2": 0.01})
+    two = _scan(tmp_path, "P1_BASE_B", seed=32, isoforms={"canonical": 0.97, "skip:2": 0.03})
+    comparison = compare_samples(one, two)
+    assert _called(comparison).height == 0, _called(comparison)
+
+
+def test_expression_drop_is_antigen_loss(baseline, tmp_path):
+    # The simulated BAM holds only the gene, so its library size (mapped records) would shrink
+    # with the gene's fragments and CPM would not change. In real data the library is the whole
+    # transcriptome; so the relapse is simulated with a quarter of the fragments and given the
+    # baseline's library size.
+    sim_low = simulate(tmp_path / "LOW4", seed=24, gene=GENE, sample="LOW", n_fragments=N // 4)
+    low = scan(str(sim_low.bam), gtf=str(write_gtf(GENE, tmp_path / "g.gtf")), gene=GENE.name)
+    low.summary["library_size"] = baseline.summary["library_size"]
+    comparison = compare_samples(baseline, low)
+    row = _one(comparison, "expression_loss", "gene")
+    assert row["called"] and row["direction"] == "down"
+    assert row["effect"] == pytest.approx(-2.0, abs=0.3)
+    assert row["q_value"] < 0.05
+    verdict = comparison.verdict.row(0, named=True)
+    assert verdict["antigen_loss"] and not verdict["aberrant_splicing"]
+    assert verdict["verdict"].startswith("antigen loss: gene expression log2FC -")
+    # a uniform drop is not an exon loss
+    assert not _called(comparison).filter(pl.col("event_type") == "exon_loss").height
+
+
+def test_exon2_skipping_and_intron3_retention(baseline, tmp_path):
+    relapse = _scan(tmp_path, "REL", seed=25, isoforms={"canonical": 0.6, "skip:2": 0.4})
+    comparison = compare_samples(baseline, relapse)
+    row = _one(comparison, "exon_skipping", "Δex2")
+    assert row["called"] and row["direction"] == "up"
+    assert row["baseline_reads"] == 0 and row["baseline_value"] == 0.0
+    assert row["effect"] == pytest.approx(0.4, abs=0.12)
+    called = _called(comparison)
+    assert set(called["event_type"]) <= {"exon_skipping"}, called
+    verdict = comparison.verdict.row(0, named=True)
+    assert verdict["aberrant_splicing"] and not verdict["antigen_loss"]
+    assert verdict["verdict"].startswith("aberrant splicing: Δex2 ΔPSI +0.")
+
+    retained = _scan(tmp_path, "RET", seed=26, isoforms={"canonical": 0.7, "retain:3": 0.3})
+    comparison = compare_samples(baseline, retained)
+    row = _one(comparison, "intron_retention", "intron 3")
+    assert row["called"] and row["direction"] == "up"
+    assert row["effect"] > 0.15
+    assert set(_called(comparison)["feature"]) == {"intron 3"}, _called(comparison)
+    assert comparison.verdict["aberrant_splicing"][0]
+
+
+def _coding(seed: int) -> tuple[list[int], str]:
+    (ws, _), ref = reference_window(GENE, seed)
+    positions = coding_positions(GENE)
+    return positions, "".join(ref[p - ws] for p in positions)
+
+
+def _alt_for(coding: str, index: int, want: str) -> str | None:
+    start = index - index % 3
+    ref_aa = str(Seq(coding[start : start + 3]).translate())
+    for base in "ACGT":
+        if base == coding[index]:
+            continue
+        codon = list(coding[start : start + 3])
+        codon[index % 3] = base
+        aa = str(Seq("".join(codon)).translate())
+        if (want == "stop" and aa == "*") or (want == "missense" and aa not in ("*", ref_aa)):
+            return base
+    return None
+
+
+def test_planted_mutations_are_called_with_their_names(baseline, tmp_path):
+    seed = 21  # the baseline's seed: same reference sequence, so the same alleles
+    positions, coding = _coding(seed)
+    mis = next(i for i in range(120, 200) if _alt_for(coding, i, "missense"))
+    stop = next(i for i in range(360, 600) if _alt_for(coding, i, "stop"))
+    # a 1-bp deletion of a base unlike both neighbours, so its HGVS name does not shift
+    dele = next(i for i in range(500, 560) if coding[i] not in (coding[i - 1], coding[i + 1]))
+    variants = [
+        ("snv", positions[mis], _alt_for(coding, mis, "missense"), 0.15),
+        ("snv", positions[stop], _alt_for(coding, stop, "stop"), 0.3),
+        ("del", positions[dele] - 1, 1, 0.3),
+    ]
+    relapse = _scan(tmp_path, "REL", seed=seed, variants=variants)
+    comparison = compare_samples(baseline, relapse)
+    called = _called(comparison)
+    assert set(called["event_type"]) == {"mutation"}, called
+    by_name = {row["hgvs_c"]: row for row in called.iter_rows(named=True)}
+    mis_name = f"c.{mis + 1}{coding[mis]}>{_alt_for(coding, mis, 'missense')}"
+    stop_name = f"c.{stop + 1}{coding[stop]}>{_alt_for(coding, stop, 'stop')}"
+    expected = {
+        mis_name: "missense_variant",
+        stop_name: "stop_gained",
+        f"c.{dele + 1}del": "frameshift_variant",
+    }
+    assert {k: by_name[k]["consequence"] for k in by_name} == expected
+    for name, row in by_name.items():
+        assert row["feature"] == name and row["direction"] == "up"
+        assert row["baseline_reads"] <= 2  # a sequencing error may match the allele
+    assert by_name[mis_name]["effect"] == pytest.approx(0.15, abs=0.07)
+    assert by_name[f"c.{dele + 1}del"]["effect"] == pytest.approx(0.3, abs=0.1)
+    assert by_name[f"c.{dele + 1}del"]["hgvs_p"].startswith("p.(")
+    assert by_name[stop_name]["hgvs_p"].endswith(f"{stop // 3 + 1}Ter)")
+    verdict = comparison.verdict.row(0, named=True)
+    assert verdict["mutation"] and verdict["n_called"] == 3
+    assert verdict["verdict"].startswith("mutation: c.")
+
+
+def test_splice_donor_snv_is_seen_in_retained_intron_reads(tmp_path):
+    # An intronic base is covered only by unspliced molecules, so a donor +1 SNV is visible in
+    # RNA only through intron retention; both samples retain some of intron 2 so the site has
+    # depth in both, and the relapse (mutant) retains more, as a broken donor would.
+    seed = 51
+    positions, _ = _coding(seed)
+    donor0 = GENE.exon(2)[1]  # first intronic base of intron 2 (0-based)
+    last_c = positions.index(donor0 - 1) + 1  # c. of the exon's last base
+    base = _scan(tmp_path, "BASE", seed=seed, isoforms={"canonical": 0.9, "retain:2": 0.1})
+    relapse = _scan(
+        tmp_path,
+        "REL",
+        seed=seed,
+        isoforms={"canonical": 0.7, "retain:2": 0.3},
+        variants=[("snv", donor0, None, 0.6)],
+    )
+    comparison = compare_samples(base, relapse)
+    row = _one(comparison, "mutation", f"c.{last_c}+1G>A")
+    assert row["called"] and row["direction"] == "up"
+    assert row["consequence"] == "splice_donor_variant" and row["hgvs_p"] == "p.?"
+    assert row["effect"] == pytest.approx(0.6, abs=0.15)
+    assert _one(comparison, "intron_retention", "intron 2")["called"]
+    verdict = comparison.verdict.row(0, named=True)
+    assert verdict["mutation"] and verdict["aberrant_splicing"]
+
+
+def test_effect_size_threshold_holds_back_a_significant_tiny_shift(baseline, tmp_path):
+    relapse = _scan(tmp_path, "REL", seed=27, isoforms={"canonical": 0.95, "skip:2": 0.05})
+    strict = compare_samples(baseline, relapse)
+    row = _one(strict, "exon_skipping", "Δex2")
+    assert not row["called"]  # ΔPSI ≈ 0.05 < 0.10
+    loose = compare_samples(baseline, relapse, thresholds=Thresholds(min_delta_psi=0.01))
+    assert _one(loose, "exon_skipping", "Δex2")["q_value"] == row["q_value"]
+
+
+def test_cd22_grch38_delta_ex2_is_the_known_event(tmp_path):
+    gene = cd22_grch38()
+    base = simulate(tmp_path / "b", seed=41, gene=gene, sample="CD22_BASE", n_fragments=3000)
+    rel = simulate(
+        tmp_path / "r",
+        seed=42,
+        gene=gene,
+        sample="CD22_REL",
+        n_fragments=3000,
+        isoforms={"canonical": 0.5, "skip:2": 0.5},
+    )
+    comparison = compare_samples(scan(str(base.bam)), scan(str(rel.bam)))
+    row = _one(comparison, "exon_skipping", "Δex2")
+    assert row["known_event"] == "Δex2"
+    assert row["called"] and row["direction"] == "up"
+    assert comparison.verdict["gene"][0] == "CD22"
+    assert comparison.verdict["aberrant_splicing"][0]
