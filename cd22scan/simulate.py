@@ -1284,3 +1284,41 @@ def write_gtf(
         lines.append(f"{c}\tsim\tstop_codon\t{stop[0] + 1}\t{stop[1]}\t.\t{st}\t.\t{attrs}")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def add_background_reads(
+    bam: str | os.PathLike[str], n_reads: int, *, seed: int, start: int, end: int
+) -> Path:
+    """Add ``n_reads`` unspliced single-end reads (MAPQ 60, random bases) between ``start`` and
+    ``end`` (0-based) on the BAM's first contig, far from the gene, so that the library size
+    (mapped records) can be held fixed while the gene's expression changes. Rewrites and
+    re-indexes the BAM in place."""
+    path = Path(bam)
+    rng = np.random.default_rng(seed)
+    with pysam.AlignmentFile(str(path)) as src:
+        header = src.header
+        records = list(src.fetch(until_eof=True))
+    read_length = 100
+    positions = np.sort(rng.integers(start, end - read_length, size=n_reads))
+    letters = np.array(list("ACGT"))
+    for i, pos in enumerate(positions):
+        a = pysam.AlignedSegment(header)
+        a.query_name = f"bg{i:07d}"
+        a.flag = 0
+        a.reference_id = 0
+        a.reference_start = int(pos)
+        a.mapping_quality = 60
+        a.cigartuples = [(0, read_length)]
+        a.query_sequence = "".join(letters[rng.integers(0, 4, size=read_length)])
+        a.query_qualities = array("B", [35] * read_length)
+        records.append(a)
+    records.sort(
+        key=lambda r: (r.reference_id if r.reference_id >= 0 else 1 << 30, r.reference_start)
+    )
+    tmp = path.with_suffix(".tmp.bam")
+    with pysam.AlignmentFile(str(tmp), "wb", header=header) as out:
+        for r in records:
+            out.write(r)
+    os.replace(tmp, path)
+    pysam.index(str(path))
+    return path

@@ -1,31 +1,29 @@
-"""The README's first command: `cd22scan demo` simulates, scans and writes the outputs."""
+"""The README's first command: `cd22scan demo` makes a cohort, runs it and writes the tables."""
 
 from __future__ import annotations
-
-import json
 
 import polars as pl
 
 from cd22scan.cli import main
 
 
-def test_demo_writes_a_scan_with_the_planted_exon2_skip(tmp_path, capsys):
+def test_demo_cohort_finds_one_patient_per_mechanism(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
-    scan_dir = tmp_path / "demo" / "scan"
-    assert str(scan_dir) in out
-    summary = json.loads((scan_dir / "demo_relapse.summary.json").read_text())
-    assert summary["gene"] == "CD22" and summary["build"] == "GRCh38"
-    junctions = pl.read_csv(
-        scan_dir / "demo_relapse.junctions.tsv",
-        separator="\t",
-        schema_overrides={"skipped_exons": pl.Utf8},
-    )
-    skip = junctions.filter(pl.col("skipped_exons") == "2")
-    include = junctions.filter((pl.col("donor_exon") == 1) & (pl.col("acceptor_exon") == 2))
-    # 40 % of molecules skip exon 2: the skip junction must carry a large share of exon-1 reads.
-    share = skip["reads"].sum() / (skip["reads"].sum() + include["reads"].sum())
-    assert 0.25 < share < 0.55, share
-    indels = pl.read_csv(scan_dir / "demo_relapse.indels.tsv", separator="\t")
-    frameshift = indels.filter((pl.col("kind") == "del") & (pl.col("length") == 1))
-    assert frameshift["reads"].max() >= 20
+    cohort = tmp_path / "demo" / "cohort"
+    assert str(cohort) in out
+    verdicts = {
+        r["patient"]: r
+        for r in pl.read_csv(cohort / "cohort_verdicts.tsv", separator="\t").iter_rows(named=True)
+    }
+    flags = ("antigen_loss", "aberrant_splicing", "mutation")
+    expected = {
+        "DEMO1": (False, True, False),
+        "DEMO2": (True, False, False),
+        "DEMO3": (False, False, True),
+        "DEMO4": (False, False, False),
+    }
+    assert {p: tuple(verdicts[p][f] for f in flags) for p in expected} == expected
+    assert "Δex2" in verdicts["DEMO1"]["verdict"]
+    summary = pl.read_csv(cohort / "cohort_summary.tsv", separator="\t")
+    assert "any escape 3 of 4" in summary["text"].to_list()
