@@ -85,6 +85,11 @@ def write_scan(result: Any, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
         "indels": write_tsv(result.indels, path / f"{name}.indels.tsv"),
         "bases": write_parquet(result.bases, path / f"{name}.bases.parquet"),
     }
+    from cd22scan.formats import write_junctions_bed12
+
+    written["junctions_bed"] = write_junctions_bed12(
+        result.junctions, path / f"{name}.junctions.bed"
+    )
     # The summary goes last: its presence marks a complete scan directory.
     written["summary"] = write_json(result.summary, path / f"{name}.summary.json")
     return written

@@ -1,0 +1,296 @@
+"""Standard-format outputs that other tools read: VCF (bgzipped + tabix), junctions as BED12
+(regtools / TopHat ``junctions.bed`` layout) and the summary JSON.
+
+Tables here are 1-based inclusive (GTF/VCF convention, see ``tables``); BED is 0-based half-open,
+and ``_junction_bed_row`` is the one place that converts. Every file is written under a temporary
+name and renamed when complete (``outputs.atomic_path``), the VCF's index before the VCF.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pysam
+
+from cd22scan.errors import OutputError
+from cd22scan.outputs import atomic_path, write_json
+
+__all__ = ["write_junctions_bed12", "write_summary_json", "write_vcf"]
+
+# INFO fields: (ID, Number, Type, Description, variant-frame column)
+INFO_FIELDS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("GENE", "1", "String", "Gene symbol", "gene"),
+    ("TRANSCRIPT", "1", "String", "Transcript the consequence is given on", "transcript"),
+    ("KIND", "1", "String", "Allele kind (snv, insertion, deletion)", "kind"),
+    ("CONSEQUENCE", "1", "String", "Most severe Sequence Ontology consequence", "consequence"),
+    ("HGVSC", "1", "String", "HGVS coding (c.) name on TRANSCRIPT", "hgvs_c"),
+    ("HGVSP", "1", "String", "HGVS protein (p.) name on TRANSCRIPT", "hgvs_p"),
+    ("EXON", "1", "Integer", "Exon number on TRANSCRIPT (transcript order)", "exon"),
+    ("INTRON", "1", "Integer", "Intron number on TRANSCRIPT (transcript order)", "intron"),
+    # SBP, not SB: VCF reserves INFO/SB for four strand counts (Number=4, Integer).
+    ("SBP", "1", "Float", "Strand-bias p-value of the alt reads (Fisher)", "strand_bias_p"),
+)
+
+FORMAT_FIELDS: tuple[tuple[str, str, str, str], ...] = (
+    ("GT", "1", "String", "Genotype (not called: ./.)"),
+    ("DP", "1", "Integer", "Read depth at the site (A+C+G+T+N+deletions)"),
+    (
+        "AD",
+        "R",
+        "Integer",
+        "Allelic depths for the REF and ALT alleles; REF is the frame's ref_reads when given, "
+        "else depth minus ALT reads (reads of other alleles count as REF)",
+    ),
+    ("AF", "A", "Float", "Variant allele fraction: ALT reads / DP"),
+    (
+        "ADF",
+        "R",
+        "Integer",
+        "Forward-strand reads of REF (ref_forward when given, else missing) and ALT",
+    ),
+    (
+        "ADR",
+        "R",
+        "Integer",
+        "Reverse-strand reads of REF (ref_reverse when given, else missing) and ALT",
+    ),
+)
+
+# Characters that cannot appear raw in a VCF INFO value (VCF 4.3 percent-encoding).
+_INFO_ESCAPES = {"%": "%25", ";": "%3B", "=": "%3D", ",": "%2C", " ": "%20", "\t": "%09"}
+
+
+def _info_text(value: str) -> str:
+    return "".join(_INFO_ESCAPES.get(ch, ch) for ch in value)
+
+
+def _meta_text(value: Any) -> str:
+    return " ".join(str(value).split())
+
+
+def _vcf_header(
+    contigs: dict[str, int], sample: str, reference: str | None, source_info: dict[str, Any]
+) -> pysam.VariantHeader:
+    header = pysam.VariantHeader()
+    header.add_meta("source", "cd22scan")
+    if reference:
+        header.add_meta("reference", f"file://{Path(reference).resolve()}")
+    for key, value in source_info.items():
+        if value is None:
+            continue
+        safe_key = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in str(key))
+        header.add_meta(f"cd22scan_{safe_key}", _meta_text(value))
+    for name, length in contigs.items():
+        header.contigs.add(name, length=int(length))
+    for field_id, number, kind, description, _ in INFO_FIELDS:
+        header.info.add(field_id, number, kind, description)
+    for field_id, number, kind, description in FORMAT_FIELDS:
+        header.formats.add(field_id, number, kind, description)
+    header.add_sample(sample)
+    return header
+
+
+def _sorted_rows(variants: pl.DataFrame, contigs: dict[str, int]) -> list[dict[str, Any]]:
+    if variants.height == 0:
+        return []
+    unknown = sorted(set(variants["contig"].to_list()) - set(contigs))
+    if unknown:
+        raise OutputError(
+            f"VCF: variant contig(s) {', '.join(unknown)} not among the header contigs "
+            f"({', '.join(contigs) or 'none'})"
+        )
+    order = {name: i for i, name in enumerate(contigs)}
+    rows = variants.to_dicts()
+    rows.sort(key=lambda r: (order[r["contig"]], int(r["pos"]), r["ref"], r["alt"]))
+    return rows
+
+
+def _fill_record(record: Any, row: dict[str, Any], sample: str) -> None:
+    for field_id, _, kind, _, column in INFO_FIELDS:
+        value = row.get(column)
+        if value is None or (kind == "Float" and value != value):  # null or NaN
+            continue
+        if kind == "String":
+            value = _info_text(str(value))
+        record.info[field_id] = value
+    call = record.samples[sample]
+    call["GT"] = (None, None)
+    depth = row.get("depth")
+    alt_reads = row.get("alt_reads")
+    if depth is not None:
+        call["DP"] = int(depth)
+    ref_reads = row.get("ref_reads")
+    if ref_reads is None and depth is not None and alt_reads is not None:
+        ref_reads = max(int(depth) - int(alt_reads), 0)
+    call["AD"] = (
+        None if ref_reads is None else int(ref_reads),
+        None if alt_reads is None else int(alt_reads),
+    )
+    if row.get("vaf") is not None:
+        call["AF"] = float(row["vaf"])
+    for field_id, ref_column, alt_column in (
+        ("ADF", "ref_forward", "alt_forward"),
+        ("ADR", "ref_reverse", "alt_reverse"),
+    ):
+        ref_n, alt_n = row.get(ref_column), row.get(alt_column)
+        if alt_n is not None:
+            call[field_id] = (None if ref_n is None else int(ref_n), int(alt_n))
+
+
+def write_vcf(
+    variants: pl.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    contigs: dict[str, int],
+    sample: str,
+    reference: str | None = None,
+    source_info: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``variants`` (``variants.call_variants`` frame) as a sorted, bgzipped VCFv4.2 with a
+    tabix index beside it (``PATH.tbi``). ``path`` should end in ``.vcf.gz``.
+
+    One record per allele; GT is ``./.`` (cd22scan counts alleles, it does not genotype).
+    ``contigs`` ({name: length}, header order = sort order) must hold every variant contig;
+    ``source_info`` items become ``##cd22scan_KEY=VALUE`` header lines. An empty frame gives a
+    valid header-only VCF.
+    """
+    final = Path(path)
+    rows = _sorted_rows(variants, contigs)
+    header = _vcf_header(contigs, sample, reference, source_info or {})
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    except OSError as exc:
+        raise OutputError(f"{final}: cannot write ({exc.strerror or exc})") from None
+    try:
+        plain = work / "out.vcf"
+        with pysam.VariantFile(str(plain), "w", header=header) as vcf:
+            for row in rows:
+                ref, alt = str(row["ref"]), str(row["alt"])
+                record = vcf.new_record(
+                    contig=row["contig"],
+                    start=int(row["pos"]) - 1,  # pysam is 0-based; VCF POS = start + 1
+                    alleles=(ref, alt),
+                )
+                _fill_record(record, row, sample)
+                vcf.write(record)
+        gz = Path(pysam.tabix_index(str(plain), preset="vcf", force=True, keep_original=False))
+        tbi = Path(f"{gz}.tbi")
+        # The index goes first so a VCF under its final name always has its index.
+        os.replace(tbi, Path(f"{final}.tbi"))
+        os.replace(gz, final)
+    except OSError as exc:
+        raise OutputError(f"{final}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        for leftover in work.iterdir() if work.exists() else ():
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+        with contextlib.suppress(OSError):
+            work.rmdir()
+    return final
+
+
+# --- junctions as BED12 -------------------------------------------------------------------------
+
+RGB_SKIPPING = "255,0,0"  # exon skipping: red
+RGB_ANNOTATED = "0,0,255"  # annotated (canonical) junction: blue
+RGB_NOVEL = "255,140,0"  # any other junction: orange
+BED_SCORE_MAX = 1000
+
+
+def _junction_label(row: dict[str, Any], serial: int) -> str:
+    if row.get("skipped_exons"):
+        return f"Δex{row['skipped_exons']}"
+    if row.get("annotated") and row.get("donor_exon") is not None:
+        return f"ex{row['donor_exon']}-ex{row['acceptor_exon']}"
+    return f"J{serial}"
+
+
+def _junction_bed_row(row: dict[str, Any], serial: int) -> tuple[int, list[str]]:
+    """One BED12 line of a junction: two blocks, the anchors either side of the intron.
+
+    The table's intron is [start, end], 1-based inclusive; in BED it is [start - 1, end).
+    """
+    intron_start0, intron_end0 = int(row["start"]) - 1, int(row["end"])
+    anchor = max(int(row.get("max_anchor") or 0), 1)
+    left = max(min(anchor, intron_start0), 1)
+    right = anchor
+    chrom_start = intron_start0 - left
+    chrom_end = intron_end0 + right
+    reads = int(row["reads"])
+    strand = str(row["strand"]) if row.get("strand") in ("+", "-") else "."
+    if row.get("skipped_exons"):
+        rgb = RGB_SKIPPING
+    elif row.get("annotated"):
+        rgb = RGB_ANNOTATED
+    else:
+        rgb = RGB_NOVEL
+    fields = [
+        str(row["contig"]),
+        str(chrom_start),
+        str(chrom_end),
+        f"{_junction_label(row, serial)}|{reads}",
+        str(min(reads, BED_SCORE_MAX)),
+        strand,
+        str(chrom_start),
+        str(chrom_end),
+        rgb,
+        "2",
+        f"{left},{right}",
+        f"0,{intron_end0 - chrom_start}",
+    ]
+    return chrom_start, fields
+
+
+def _bed_lines(junctions: pl.DataFrame, min_reads: int) -> Iterable[str]:
+    frame = junctions.filter(pl.col("reads") >= min_reads).sort(
+        ["contig", "start", "end", "strand"], nulls_last=True
+    )
+    serial = 0
+    for row in frame.iter_rows(named=True):
+        if not row.get("skipped_exons") and not row.get("annotated"):
+            serial += 1
+        _, fields = _junction_bed_row(row, serial)
+        yield "\t".join(fields)
+
+
+def write_junctions_bed12(
+    junctions: pl.DataFrame, path: str | os.PathLike[str], *, min_reads: int = 1
+) -> Path:
+    """Write the junction table (``tables.junction_table``) as BED12, like regtools / TopHat
+    ``junctions.bed``: one line per junction and strand with ≥ ``min_reads`` reads; the two
+    blocks are the longest anchors (``max_anchor``, ≥ 1 bp) either side of the intron, so the gap
+    between them is exactly the intron.
+
+    name = ``Δex2|37`` (skipped exons), ``ex1-ex2|120`` (annotated) or ``J3|5`` (other), the
+    number being the exact read count; score = reads capped at 1000 (BED limit); itemRgb red for
+    skipping, blue for annotated, orange for other junctions; sorted by contig and start.
+    """
+    final = Path(path)
+    samples = junctions["sample"].unique().to_list() if "sample" in junctions.columns else []
+    name = samples[0] if len(samples) == 1 else "cd22scan"
+    track = (
+        f'track name="{name}_junctions" description="{name} splice junctions (cd22scan; '
+        f'name = event|reads, score = min(reads, 1000))" itemRgb="On"'
+    )
+    lines = [track, *_bed_lines(junctions, min_reads)]
+    try:
+        with atomic_path(final) as tmp:
+            tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"{final}: cannot write ({exc.strerror or exc})") from None
+    return final
+
+
+def write_summary_json(summary: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write a scan summary as JSON (atomic); ``schema_version`` stays the first key."""
+    if "schema_version" not in summary:
+        raise ValueError("summary has no schema_version")
+    ordered = {"schema_version": summary["schema_version"], **summary}
+    return write_json(ordered, Path(path))
