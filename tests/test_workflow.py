@@ -1,0 +1,136 @@
+"""The shipped Snakemake workflow gives the same cohort tables as `cd22scan run` (run_cohort)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+from simulator import simulate, small_gene
+
+from cd22scan.cohort import read_sample_sheet, run_cohort
+from cd22scan.scanner import ScanParams
+from cd22scan.simulate import write_gtf
+from cd22scan.workflow_files import plan_cohort, snakefile_path
+
+if importlib.util.find_spec("snakemake") is None:
+    pytest.skip(
+        "snakemake is not installed (pip install 'cd22scan[test]' or pip install snakemake)",
+        allow_module_level=True,
+    )
+
+TABLES = ("cohort_verdicts", "cohort_summary", "cohort_events", "unpaired_samples")
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("workflow")
+    gene = small_gene("+")
+    gtf = write_gtf(gene, tmp / "gene.gtf")
+    specs = [
+        ("P1", "P1_base", "baseline", {"canonical": 1.0}, 11),
+        ("P1", "P1_rel", "relapse", {"canonical": 0.6, "skip:2": 0.4}, 12),
+        ("P2", "P2_base", "baseline", {"canonical": 1.0}, 13),
+        ("P2", "P2_rel", "relapse", {"canonical": 1.0}, 14),
+        ("P3", "P3_rel", "relapse", {"canonical": 1.0}, 15),  # unpaired: scanned, not compared
+    ]
+    lines = ["patient\tsample\ttimepoint\tpath"]
+    for patient, sample, timepoint, isoforms, seed in specs:
+        sim = simulate(
+            tmp / "bams" / sample,
+            seed=seed,
+            gene=gene,
+            n_fragments=1500,
+            isoforms=isoforms,
+            sample=sample,
+        )
+        lines.append(f"{patient}\t{sample}\t{timepoint}\t{sim.bam.relative_to(tmp)}")
+    sheet = tmp / "samples.tsv"
+    sheet.write_text("\n".join(lines) + "\n")
+    reference = tmp / "run"
+    run_cohort(sheet, reference, ScanParams(gene="SMALL", gtf=str(gtf)), jobs=2)
+    return tmp, sheet, gtf, reference
+
+
+def _snakemake(cwd: Path, *config: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    # `cd22scan` of the interpreter running the tests, first on PATH for the shell rules.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    argv = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile_path())]
+    argv += ["--cores", "2", "--config", *config]
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def _read(path: Path) -> pl.DataFrame:
+    return pl.read_csv(path, separator="\t", infer_schema=False)  # compare the text as written
+
+
+def _same_tables(out: Path, reference: Path, sheet: Path) -> None:
+    for name in TABLES:
+        assert_frame_equal(_read(out / f"{name}.tsv"), _read(reference / f"{name}.tsv"))
+    pairs, _, _ = plan_cohort(read_sample_sheet(sheet))
+    for pair in pairs:
+        for kind in ("events", "verdict"):
+            got = _read(out / "pairs" / f"{pair.name}.{kind}.tsv")
+            assert_frame_equal(got, _read(reference / "pairs" / f"{pair.name}.{kind}.tsv"))
+    assert_frame_equal(
+        pl.read_parquet(out / "cohort_events.parquet"),
+        pl.read_parquet(reference / "cohort_events.parquet"),
+    )
+    got_json = json.loads((out / "cohort.json").read_text())
+    assert got_json == json.loads((reference / "cohort.json").read_text())
+
+
+def test_workflow_matches_run_cohort(cohort):
+    tmp, sheet, gtf, reference = cohort
+    out = tmp / "wf"
+    config = (f"samplesheet={sheet.name}", "out=wf", f"scan_args=--gtf {gtf} --gene SMALL")
+    _snakemake(tmp, *config)
+    _same_tables(out, reference, sheet)
+    verdicts = pl.read_csv(out / "cohort_verdicts.tsv", separator="\t")
+    by_patient = {r["patient"]: r for r in verdicts.iter_rows(named=True)}
+    assert by_patient["P1"]["aberrant_splicing"] is True
+    assert by_patient["P2"]["n_called"] == 0
+    assert (out / "scans" / "P3_rel" / "P3_rel.summary.json").exists()  # scanned, not compared
+    # Nothing left to do on a second invocation.
+    again = _snakemake(tmp, *config)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_workflow_reads_scan_directories(cohort):
+    """Sheet paths that are (multi-sample) scan directories: copied per sample, not rescanned."""
+    tmp, sheet, _, reference = cohort
+    rows = ["patient,sample,timepoint,path"]
+    for r in read_sample_sheet(sheet):
+        rows.append(f"{r.patient},{r.sample},{r.timepoint},{reference / 'scans'}")
+    sheet2 = tmp / "from_scans.csv"
+    sheet2.write_text("\n".join(rows) + "\n")
+    _snakemake(tmp, f"samplesheet={sheet2.name}", "out=wf_scans")
+    _same_tables(tmp / "wf_scans", reference, sheet)
+
+
+def test_sample_sheet_text_never_reaches_the_shell_unquoted(cohort):
+    tmp, _, gtf, _ = cohort
+    work = tmp / "quoting"
+    work.mkdir()
+    base, rel = "b 1;$(touch PWNED)", "r'2\"`touch PWNED2`"
+    sheet = work / "odd names.tsv"
+    sheet.write_text(
+        "patient\tsample\ttimepoint\tpath\n"
+        f"P 9\t{base}\tbaseline\t../bams/P2_base/P2_base.bam\n"
+        f"P 9\t{rel}\trelapse\t../bams/P2_rel/P2_rel.bam\n"
+    )
+    _snakemake(
+        work, f"samplesheet={sheet.name}", "out=o u t", f"scan_args=--gtf {gtf} --gene SMALL"
+    )
+    assert not list(work.glob("PWNED*"))
+    verdicts = pl.read_csv(work / "o u t" / "cohort_verdicts.tsv", separator="\t")
+    assert verdicts.select("patient", "baseline", "relapse").row(0) == ("P 9", base, rel)
