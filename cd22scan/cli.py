@@ -219,6 +219,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     write_tsv(comparison.events, out / "events.tsv")
     write_parquet(comparison.events, out / "events.parquet")
     write_tsv(comparison.verdict, out / "verdict.tsv")
+    from cd22scan.report_html import write_pair_report
+
+    report = write_pair_report(comparison, baseline, relapse, out / "report.html")
+    log.info("report: %s", report)
     log.info("%s: %s", comparison.pair, comparison.verdict["verdict"][0])
     return 0
 
@@ -237,11 +241,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_workflow(args: argparse.Namespace) -> int:
+    from cd22scan.workflow_files import snakefile_path
+
+    print(snakefile_path())
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from cd22scan.demo import run_demo
 
     path = run_demo(args.out, seed=args.seed)
-    print(f"cd22scan demo: outputs written to {path}")
+    print(f"cd22scan demo: cohort report at {path / 'report.html'} (tables in {path})")
     return 0
 
 
@@ -307,6 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scan_options(p_run)
     _add_threshold_options(p_run)
     p_run.set_defaults(func=_cmd_run)
+
+    p_wf = sub.add_parser(
+        "workflow",
+        parents=[common],
+        help="where the shipped Snakemake workflow is",
+        description="Print the path of the Snakefile shipped with cd22scan, for "
+        'snakemake --snakefile "$(cd22scan workflow path)" --config samplesheet=S out=DIR',
+    )
+    p_wf.add_argument("what", choices=["path"], help="path: print the Snakefile's location")
+    p_wf.set_defaults(func=_cmd_workflow)
 
     p_demo = sub.add_parser(
         "demo",

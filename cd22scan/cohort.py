@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,11 +19,17 @@ import polars as pl
 
 from cd22scan.compare import Comparison, Thresholds, compare_samples
 from cd22scan.errors import Cd22scanError, InputError
+from cd22scan.multiqc import sample_metrics, write_multiqc_files
 from cd22scan.outputs import prepare_out_dir, write_json, write_parquet, write_scan, write_tsv
+from cd22scan.report_html import write_cohort_report, write_pair_report
 from cd22scan.scandir import load_scan
 from cd22scan.scanner import ScanParams, ScanResult, scan
 
 log = logging.getLogger("cd22scan")
+
+# Workers are spawned, not forked: a fork copies the parent's thread pools (polars, htslib)
+# with their locks held, and the child can hang forever on its first use of them.
+_SPAWN = multiprocessing.get_context("spawn")
 
 REQUIRED = ("patient", "sample", "timepoint", "path")
 TIMEPOINTS = ("baseline", "relapse")
@@ -129,7 +136,7 @@ def scan_all(rows: list[SheetRow], params: ScanParams, scans_dir: Path, jobs: in
             if error:
                 errors.append(error)
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=_SPAWN) as pool:
             futures = [pool.submit(_scan_worker, row, params, scans_dir) for row in todo]
             for future in as_completed(futures):
                 sample, error = future.result()
@@ -208,8 +215,10 @@ def run_cohort(
             continue
         for base in group["baseline"]:
             for rel in group["relapse"]:
-                comparison: Comparison = compare_samples(
-                    _load(base, scans_dir), _load(rel, scans_dir), thresholds=thresholds
+                base_scan, rel_scan = _load(base, scans_dir), _load(rel, scans_dir)
+                comparison: Comparison = compare_samples(base_scan, rel_scan, thresholds=thresholds)
+                write_pair_report(
+                    comparison, base_scan, rel_scan, pairs_dir / f"{comparison.pair}.report.html"
                 )
                 tag = pl.lit(patient).alias("patient")
                 ev = comparison.events.select(tag, pl.all())
@@ -236,6 +245,10 @@ def run_cohort(
         {"thresholds": thresholds.as_dict(), "samples": len(rows), "patients": len(by_patient)},
         out / "cohort.json",
     )
+    written["report"] = write_cohort_report(out)
+    per_sample = [sample_metrics(_load(row, scans_dir)) for row in rows]
+    written["multiqc"] = out
+    write_multiqc_files(out, all_verdicts, per_sample)
     for line in summary["text"].to_list():
         log.info("%s", line)
     return written

@@ -11,6 +11,8 @@ Patients (GRCh38, paired-end, fr-stranded; baseline and relapse each):
 from __future__ import annotations
 
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from cd22scan.outputs import prepare_out_dir
@@ -18,6 +20,10 @@ from cd22scan.scanner import ScanParams
 from cd22scan.simulate import add_background_reads, cd22_grch38, simulate
 
 log = logging.getLogger("cd22scan")
+
+# Workers are spawned, not forked: a fork copies the parent's thread pools (polars, htslib)
+# with their locks held, and the child can hang forever on its first use of them.
+_SPAWN = multiprocessing.get_context("spawn")
 
 FRAGMENTS = 2500
 BACKGROUND = 20_000  # off-gene reads: the library size that CPM is measured against
@@ -43,39 +49,52 @@ def _patients() -> list[tuple[str, dict, dict]]:
     ]
 
 
-def make_demo_cohort(data_dir: Path, seed: int) -> Path:
-    """Simulate the cohort's BAMs and write its sample sheet; returns the sheet."""
-    gene = cd22_grch38()
-    rows = ["patient\tsample\ttimepoint\tpath\treference"]
+def _simulate_sample(task: tuple) -> tuple[str, str, str, str | None]:
+    """Worker: simulate one sample; returns (patient, sample, timepoint, bam, reference)."""
+    data_dir, patient, timepoint, spec, seed, bg_seed = task
+    sample = f"{patient}_{timepoint}"
+    n = spec.get("n_fragments", FRAGMENTS)
+    # One seed per patient: both time points share the reference sequence.
+    sim = simulate(
+        data_dir / sample,
+        seed=seed,
+        gene=cd22_grch38(),
+        n_fragments=n,
+        isoforms=spec["isoforms"],
+        variants=spec.get("variants", ()),
+        sample=sample,
+        write_reference=timepoint == "baseline",
+    )
+    add_background_reads(
+        sim.bam,
+        BACKGROUND + FRAGMENTS - n,
+        seed=bg_seed,
+        start=BACKGROUND_SPAN[0],
+        end=BACKGROUND_SPAN[1],
+    )
+    reference = str(sim.reference) if sim.reference else None
+    return patient, sample, timepoint, str(sim.bam), reference
+
+
+def make_demo_cohort(data_dir: Path, seed: int, jobs: int = 2) -> Path:
+    """Simulate the cohort's BAMs (``jobs`` at a time) and write its sample sheet."""
+    tasks = []
     for i, (patient, baseline, relapse) in enumerate(_patients()):
         for j, (timepoint, spec) in enumerate((("baseline", baseline), ("relapse", relapse))):
-            sample = f"{patient}_{timepoint}"
-            n = spec.get("n_fragments", FRAGMENTS)
-            log.info("simulating %s (%d fragments)", sample, n)
-            # One seed per patient: both time points share the reference sequence.
-            sim = simulate(
-                data_dir / sample,
-                seed=seed * 100 + i,
-                gene=gene,
-                n_fragments=n,
-                isoforms=spec["isoforms"],
-                variants=spec.get("variants", ()),
-                sample=sample,
-                write_reference=(j == 0),
+            tasks.append(
+                (data_dir, patient, timepoint, spec, seed * 100 + i, seed * 100 + i * 2 + j)
             )
-            add_background_reads(
-                sim.bam,
-                BACKGROUND + FRAGMENTS - n,
-                seed=seed * 100 + i * 2 + j,
-                start=BACKGROUND_SPAN[0],
-                end=BACKGROUND_SPAN[1],
-            )
-            if j == 0:
-                reference = sim.reference
-            rows.append(
-                f"{patient}\t{sample}\t{timepoint}\t{sim.bam.relative_to(data_dir)}"
-                f"\t{Path(reference).relative_to(data_dir)}"
-            )
+    log.info("simulating %d samples over CD22 (GRCh38)", len(tasks))
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=_SPAWN) as pool:
+            done = list(pool.map(_simulate_sample, tasks))
+    else:
+        done = [_simulate_sample(t) for t in tasks]
+    references = {patient: ref for patient, _s, tp, _b, ref in done if tp == "baseline"}
+    rows = ["patient\tsample\ttimepoint\tpath\treference"]
+    for patient, sample, timepoint, bam, _ref in done:
+        ref = Path(references[patient]).relative_to(data_dir)
+        rows.append(f"{patient}\t{sample}\t{timepoint}\t{Path(bam).relative_to(data_dir)}\t{ref}")
     sheet = data_dir / "samples.tsv"
     sheet.write_text("\n".join(rows) + "\n")
     return sheet
@@ -86,7 +105,7 @@ def run_demo(out_dir: str | Path, seed: int = 22, jobs: int = 2) -> Path:
 
     out = prepare_out_dir(out_dir)
     data = prepare_out_dir(out / "input")
-    sheet = make_demo_cohort(data, seed)
+    sheet = make_demo_cohort(data, seed, jobs)
     cohort_dir = out / "cohort"
     run_cohort(sheet, cohort_dir, ScanParams(), jobs=jobs)
     return cohort_dir

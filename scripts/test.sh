@@ -5,14 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v samtools >/dev/null 2>&1 || ! command -v bcftools >/dev/null 2>&1; then
+if ! command -v samtools >/dev/null 2>&1 || ! command -v bcftools >/dev/null 2>&1 \
+    || ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "== installing samtools, bcftools, tabix (Debian packages)"
+        echo "== installing samtools, bcftools, tabix, chromium (Debian packages)"
         apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq samtools bcftools tabix >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq samtools bcftools tabix chromium \
+            >/dev/null
     else
-        echo "== samtools/bcftools not found and cannot install them here: the tests that compare"
-        echo "   against them will be reported as skipped (pytest -ra lists the reason)"
+        echo "== samtools/bcftools/chromium not found and cannot install them here: the tests"
+        echo "   that need them will be reported as skipped (pytest -ra lists the reason)"
     fi
 fi
 

@@ -57,6 +57,9 @@ def test_run_calls_the_planted_skip_and_reports_unpaired(cohort):
     unpaired = pl.read_csv(out / "unpaired_samples.tsv", separator="\t")
     assert unpaired["sample"].to_list() == ["P3_rel"]
     assert (out / "scans" / "P3_rel.summary.json").exists()  # scanned, not dropped
+    assert "aberrant splicing 1 of 2" in (out / "report.html").read_text()
+    pair_report = (out / "pairs" / "P1_base_vs_P1_rel.report.html").read_text()
+    assert 'id="verdict"' in pair_report and "Δex2" in pair_report
     # A second run over the scan directories gives the same verdicts (compare from scans).
     rows = ["patient\tsample\ttimepoint\tpath"]
     for r in read_sample_sheet(sheet):
@@ -104,6 +107,7 @@ def test_compare_cli_from_bams_and_from_scan_directories(cohort):
     verdict = pl.read_csv(out / "verdict.tsv", separator="\t")
     assert verdict["aberrant_splicing"][0] is True
     assert "Δex2" in verdict["verdict"][0]
+    assert 'id="fig-sashimi"' in (out / "report.html").read_text()
     events = pl.read_parquet(out / "events.parquet")
     assert events.equals(pl.read_csv(out / "events.tsv", separator="\t", schema=events.schema))
     out2 = tmp / "cmp2"

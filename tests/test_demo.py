@@ -27,3 +27,6 @@ def test_demo_cohort_finds_one_patient_per_mechanism(tmp_path, capsys):
     assert "Δex2" in verdicts["DEMO1"]["verdict"]
     summary = pl.read_csv(cohort / "cohort_summary.tsv", separator="\t")
     assert "any escape 3 of 4" in summary["text"].to_list()
+    report = (cohort / "report.html").read_text()
+    assert "any escape 3 of 4" in report and 'id="fig-mechanisms"' in report
+    assert len(list((cohort / "pairs").glob("*.report.html"))) == 4

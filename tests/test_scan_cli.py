@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import polars as pl
 import pysam
@@ -224,3 +225,18 @@ def test_console_script_runs(small_plus, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
+
+
+def test_scan_writes_bed12_and_workflow_path_is_printed(small_plus, tmp_path, capsys):
+    sim, gtf = small_plus
+    assert (
+        main(["scan", str(sim.bam), "--out", str(tmp_path), "--gtf", str(gtf), "--gene", "SMALL"])
+        == 0
+    )
+    bed = (tmp_path / "P1_relapse.junctions.bed").read_text().splitlines()
+    junctions = pl.read_csv(tmp_path / "P1_relapse.junctions.tsv", separator="\t")
+    assert bed[0].startswith("track") and len(bed) - 1 == junctions.height
+    capsys.readouterr()
+    assert main(["workflow", "path"]) == 0
+    path = capsys.readouterr().out.strip()
+    assert path.endswith("Snakefile") and Path(path).exists()
