@@ -174,7 +174,7 @@ def _add_threshold_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _thresholds(args: argparse.Namespace):
+def thresholds_from_namespace(args: argparse.Namespace):
     from cd22scan.compare import Thresholds
 
     return Thresholds(
@@ -215,7 +215,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for result, given in ((baseline, args.baseline), (relapse, args.relapse)):
         if not Path(given).is_dir():
             write_scan(result, out / "scans")
-    comparison = compare_samples(baseline, relapse, thresholds=_thresholds(args))
+    comparison = compare_samples(baseline, relapse, thresholds=thresholds_from_namespace(args))
     write_tsv(comparison.events, out / "events.tsv")
     write_parquet(comparison.events, out / "events.parquet")
     write_tsv(comparison.verdict, out / "verdict.tsv")
@@ -234,7 +234,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.samplesheet,
         args.out,
         _params_from_args(args),
-        thresholds=_thresholds(args),
+        thresholds=thresholds_from_namespace(args),
         jobs=args.jobs,
     )
     log.info("cohort outputs in %s", args.out)

@@ -180,6 +180,50 @@ def cohort_summary(verdicts: pl.DataFrame, patients: list[str]) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
+def write_pair_tables(
+    pairs_dir: Path, patient: str, pair: str, events: pl.DataFrame, verdict: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Write PAIR.events.tsv and PAIR.verdict.tsv with a leading patient column; return both."""
+    tag = pl.lit(patient).alias("patient")
+    ev, vd = events.select(tag, pl.all()), verdict.select(tag, pl.all())
+    write_tsv(ev, pairs_dir / f"{pair}.events.tsv")
+    write_tsv(vd, pairs_dir / f"{pair}.verdict.tsv")
+    return ev, vd
+
+
+def write_cohort_tables(
+    out: Path,
+    events: list[pl.DataFrame],
+    verdicts: list[pl.DataFrame],
+    unpaired: list[dict[str, str]],
+    patients: list[str],
+    thresholds: Thresholds,
+    n_samples: int,
+) -> tuple[dict[str, Path], pl.DataFrame, pl.DataFrame]:
+    """The cohort tables of `cd22scan run` (also written by the Snakemake cohort rule).
+
+    Returns (written files, all verdicts, cohort summary)."""
+    all_events = pl.concat(events, how="diagonal_relaxed") if events else pl.DataFrame()
+    all_verdicts = pl.concat(verdicts, how="diagonal_relaxed") if verdicts else pl.DataFrame()
+    summary = cohort_summary(all_verdicts, patients)
+    written = {
+        "cohort_events": write_tsv(all_events, out / "cohort_events.tsv"),
+        "cohort_verdicts": write_tsv(all_verdicts, out / "cohort_verdicts.tsv"),
+        "cohort_summary": write_tsv(summary, out / "cohort_summary.tsv"),
+        "unpaired": write_tsv(
+            pl.DataFrame(unpaired, schema=["patient", "sample", "timepoint", "reason"]),
+            out / "unpaired_samples.tsv",
+        ),
+    }
+    if all_events.height:
+        written["cohort_events_parquet"] = write_parquet(all_events, out / "cohort_events.parquet")
+    written["cohort_json"] = write_json(
+        {"thresholds": thresholds.as_dict(), "samples": n_samples, "patients": len(patients)},
+        out / "cohort.json",
+    )
+    return written, all_verdicts, summary
+
+
 def run_cohort(
     sheet: str | Path,
     out_dir: str | Path,
@@ -220,30 +264,13 @@ def run_cohort(
                 write_pair_report(
                     comparison, base_scan, rel_scan, pairs_dir / f"{comparison.pair}.report.html"
                 )
-                tag = pl.lit(patient).alias("patient")
-                ev = comparison.events.select(tag, pl.all())
-                vd = comparison.verdict.select(tag, pl.all())
-                write_tsv(ev, pairs_dir / f"{comparison.pair}.events.tsv")
-                write_tsv(vd, pairs_dir / f"{comparison.pair}.verdict.tsv")
+                ev, vd = write_pair_tables(
+                    pairs_dir, patient, comparison.pair, comparison.events, comparison.verdict
+                )
                 events.append(ev)
                 verdicts.append(vd)
-    all_events = pl.concat(events, how="diagonal_relaxed") if events else pl.DataFrame()
-    all_verdicts = pl.concat(verdicts, how="diagonal_relaxed") if verdicts else pl.DataFrame()
-    summary = cohort_summary(all_verdicts, sorted(by_patient))
-    written = {
-        "cohort_events": write_tsv(all_events, out / "cohort_events.tsv"),
-        "cohort_verdicts": write_tsv(all_verdicts, out / "cohort_verdicts.tsv"),
-        "cohort_summary": write_tsv(summary, out / "cohort_summary.tsv"),
-        "unpaired": write_tsv(
-            pl.DataFrame(unpaired, schema=["patient", "sample", "timepoint", "reason"]),
-            out / "unpaired_samples.tsv",
-        ),
-    }
-    if all_events.height:
-        written["cohort_events_parquet"] = write_parquet(all_events, out / "cohort_events.parquet")
-    write_json(
-        {"thresholds": thresholds.as_dict(), "samples": len(rows), "patients": len(by_patient)},
-        out / "cohort.json",
+    written, all_verdicts, summary = write_cohort_tables(
+        out, events, verdicts, unpaired, sorted(by_patient), thresholds, len(rows)
     )
     written["report"] = write_cohort_report(out)
     per_sample = [sample_metrics(_load(row, scans_dir)) for row in rows]

@@ -68,7 +68,7 @@ from typing import Any
 import polars as pl
 
 from cd22scan.errors import UsageError
-from cd22scan.scanner import ScanResult, _reference_fetch
+from cd22scan.scanner import ScanResult, reference_fetch
 from cd22scan.splicing import call_events
 from cd22scan.stats import (
     benjamini_hochberg,
@@ -224,7 +224,7 @@ def _fetch_for(result: ScanResult, given: RefFetch | None) -> RefFetch | None:
     if given is not None:
         return given
     reference = (result.summary.get("parameters") or {}).get("reference")
-    return _reference_fetch(reference, result.model.contig) if reference else None
+    return reference_fetch(reference, result.model.contig) if reference else None
 
 
 # --- per event type ------------------------------------------------------------------------------

@@ -110,7 +110,7 @@ def choose_model(params: ScanParams, source: AlignmentSource) -> GeneModel:
     return check_model_against_header(builtin_model(gene, build), source.contigs)
 
 
-def _reference_fetch(reference: str | None, contig: str) -> tables.RefFetch | None:
+def reference_fetch(reference: str | None, contig: str) -> tables.RefFetch | None:
     if reference is None:
         return None
     try:
@@ -174,7 +174,7 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
             lib_size = library_size(source)
         fmt = source.format
         display = source.display_name
-    fetch = _reference_fetch(params.reference, model.contig)
+    fetch = reference_fetch(params.reference, model.contig)
     strandedness = resolve_strandedness(params.strand, result.strand_evidence, model.strand)
     reference_bases = fetch(window_start0, window_end0) if fetch else ""
     exons = tables.exon_table(model, result, sample, window_start0)

@@ -21,10 +21,16 @@ from pathlib import Path
 
 import polars as pl
 
-from cd22scan.cohort import TIMEPOINTS, SheetRow, cohort_summary, read_sample_sheet
+from cd22scan.cohort import (
+    TIMEPOINTS,
+    SheetRow,
+    read_sample_sheet,
+    write_cohort_tables,
+    write_pair_tables,
+)
 from cd22scan.compare import VERDICT_COLUMNS, Thresholds
 from cd22scan.errors import InputError, UsageError
-from cd22scan.outputs import prepare_out_dir, write_json, write_parquet, write_tsv
+from cd22scan.outputs import prepare_out_dir
 
 __all__ = [
     "SCAN_SUFFIXES",
@@ -110,7 +116,7 @@ def thresholds_from_args(compare_args: str = "") -> Thresholds:
         args = cli.build_parser().parse_args([*argv, *shlex.split(compare_args)])
     except SystemExit:
         raise UsageError(f"compare_args {compare_args!r}: not valid compare options") from None
-    return cli._thresholds(args)
+    return cli.thresholds_from_namespace(args)
 
 
 def aggregate_cohort(
@@ -133,28 +139,10 @@ def aggregate_cohort(
             )
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise InputError(f"{where}: cannot read the comparison ({exc})") from None
-        tag = pl.lit(pair.patient).alias("patient")
-        ev, vd = ev.select(tag, pl.all()), vd.select(tag, pl.all())
-        write_tsv(ev, pairs_dir / f"{pair.name}.events.tsv")
-        write_tsv(vd, pairs_dir / f"{pair.name}.verdict.tsv")
+        ev, vd = write_pair_tables(pairs_dir, pair.patient, pair.name, ev, vd)
         events.append(ev)
         verdicts.append(vd)
-    all_events = pl.concat(events, how="diagonal_relaxed") if events else pl.DataFrame()
-    all_verdicts = pl.concat(verdicts, how="diagonal_relaxed") if verdicts else pl.DataFrame()
-    summary = cohort_summary(all_verdicts, patients)
-    written = {
-        "cohort_events": write_tsv(all_events, out / "cohort_events.tsv"),
-        "cohort_verdicts": write_tsv(all_verdicts, out / "cohort_verdicts.tsv"),
-        "cohort_summary": write_tsv(summary, out / "cohort_summary.tsv"),
-        "unpaired": write_tsv(
-            pl.DataFrame(unpaired, schema=["patient", "sample", "timepoint", "reason"]),
-            out / "unpaired_samples.tsv",
-        ),
-    }
-    if all_events.height:
-        written["cohort_events_parquet"] = write_parquet(all_events, out / "cohort_events.parquet")
-    written["cohort_json"] = write_json(
-        {"thresholds": thresholds.as_dict(), "samples": len(rows), "patients": len(patients)},
-        out / "cohort.json",
+    written, _verdicts, _summary = write_cohort_tables(
+        out, events, verdicts, unpaired, patients, thresholds, len(rows)
     )
     return written

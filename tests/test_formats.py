@@ -21,7 +21,7 @@ from cd22scan.multiqc import (
     write_multiqc_files,
 )
 from cd22scan.scandir import load_scan
-from cd22scan.scanner import ScanParams, _reference_fetch
+from cd22scan.scanner import ScanParams, reference_fetch
 from cd22scan.simulate import simulate, small_gene, write_gtf
 from cd22scan.variants import call_variants
 
@@ -39,7 +39,7 @@ def scanned(tmp_path_factory):
     )
     gtf = write_gtf(sim.gene, tmp / "gene.gtf")
     res = cd22scan.scan(str(sim.bam), gtf=str(gtf), gene="SMALL", reference=str(sim.reference))
-    fetch = _reference_fetch(str(sim.reference), res.model.contig)
+    fetch = reference_fetch(str(sim.reference), res.model.contig)
     variants = call_variants(res.bases, res.indels, res.model, fetch, sample=res.sample)
     with pysam.AlignmentFile(str(sim.bam)) as bam:
         contigs = dict(zip(bam.references, bam.lengths, strict=True))
