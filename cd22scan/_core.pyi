@@ -9,6 +9,7 @@ from typing import final
 
 import numpy as np
 import numpy.typing as npt
+import pysam
 
 __version__: str
 
@@ -63,5 +64,18 @@ class GeneCounter:
     ) -> GeneCounter: ...
     def add_sam(self, records: bytes) -> None:
         """Count a batch of SAM records: complete lines, newline-separated, no header lines."""
+    def add_segments(
+        self, segments: list[pysam.AlignedSegment], tid: int, *, only_window: bool = False
+    ) -> tuple[int, int]:
+        """Count a batch of pysam ``AlignedSegment``s read from one file; ``tid`` is the counted
+        contig's reference id in that file's header. With ``only_window``, segments that cannot
+        overlap the window are passed over (for whole-file streams). Returns (segments without
+        FLAG 0x4, segments counted). Needs ``segment_layout_matches`` to have accepted a segment
+        of this type first (``TypeError`` otherwise, or for any other object in the list)."""
     def finish(self) -> CountResult:
         """Flush reads still waiting for a mate and return the counts. Call once."""
+
+def segment_layout_matches(segment: object) -> bool:
+    """Whether ``segment`` is a pysam ``AlignedSegment`` whose htslib record the core can read
+    directly (pysam's object layout as expected, and the fields read that way equal pysam's
+    own accessors). Remembers the type for ``GeneCounter.add_segments``."""

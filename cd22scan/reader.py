@@ -1,15 +1,19 @@
 """Reading aligned reads with pysam and handing them to the counting core in batches.
 
 One job: open BAM/CRAM/SAM (a path or ``-`` for stdin), select the reads over the gene window
-(indexed fetch, or a whole-file stream when there is no index) and pass them to the core as
-batches of SAM text records. Filtering and counting happen in the core (docs/counting.md).
+(indexed fetch, or a whole-file stream when there is no index) and pass them to the core in
+batches: pysam's decoded htslib records themselves (read by the core without a Python call per
+record, counted on a worker thread while pysam decodes the next batch), or SAM text lines as a
+fallback. Filtering and counting happen in the core (docs/counting.md).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,6 +154,13 @@ def library_size(source: AlignmentSource) -> int | None:
         return None
 
 
+HANDOVERS = ("auto", "segments", "text")
+"""How records reach the core: ``segments`` hands pysam's htslib records over directly (counted
+on a worker thread while pysam decodes the next batch), ``text`` as SAM lines; ``auto`` uses
+``segments`` when this pysam's record layout checks out on the first record (see
+``_core.segment_layout_matches``), else ``text``. ``CD22SCAN_HANDOVER`` overrides the default."""
+
+
 def feed_window(
     source: AlignmentSource,
     counter: _core.GeneCounter,
@@ -160,56 +171,174 @@ def feed_window(
     stream: bool = False,
     batch_records: int = BATCH_RECORDS,
     on_batch: Callable[[int], None] | None = None,
+    handover: str | None = None,
 ) -> ReadStats:
     """Hand every record over [start0, end0) of ``contig`` to the counter.
 
     Indexed files are fetched by region; otherwise (or with ``stream``) the whole file is read
     and only records on the window are passed on, counting mapped records for the library size.
+    ``on_batch(n)`` is called after each batch of ``n`` records the reader took from the file.
     """
     if source.sort_order not in (None, "coordinate", "unknown"):
         raise InputError(
             f"{source.display_name}: not coordinate-sorted (header SO:{source.sort_order}); "
             "sort it first: samtools sort -o sorted.bam input.bam"
         )
+    handover = handover or os.environ.get("CD22SCAN_HANDOVER") or "auto"
+    if handover not in HANDOVERS:
+        raise ValueError(f"handover must be one of {', '.join(HANDOVERS)}, not {handover!r}")
     use_index = source.has_index and not stream
     stats = ReadStats(mode="indexed" if use_index else "stream")
-    lines: list[str] = []
-    add = lines.append
     try:
         if use_index:
-            n = 0
-            for read in source.handle.fetch(contig, start0, end0):
-                add(read.to_string())
-                n += 1
-                if n % batch_records == 0:
-                    _flush(counter, lines, source, on_batch)
-            stats.records_read = n
-            stats.records_to_core = n
+            records = source.handle.fetch(contig, start0, end0)
         else:
+            records = source.handle.fetch(until_eof=True)
+        first = next(records, None)
+        if first is None:
+            if not use_index:
+                stats.mapped_records_in_file = 0
+            return stats
+        records = itertools.chain((first,), records)
+        direct = handover != "text" and _core.segment_layout_matches(first)
+        if handover == "segments" and not direct:
+            raise InputError(
+                f"{source.display_name}: this pysam's records cannot be handed over directly; "
+                "use the SAM text hand-over (CD22SCAN_HANDOVER=text)"
+            )
+        if direct:
             tid = source.handle.get_tid(contig)
-            n = 0
-            mapped = 0
-            sent = 0
-            for read in source.handle.fetch(until_eof=True):
-                n += 1
-                if not read.flag & 4:
-                    mapped += 1
-                if read.reference_id != tid or read.reference_start >= end0:
-                    continue
-                rend = read.reference_end
-                if rend is not None and rend <= start0:
-                    continue
-                add(read.to_string())
-                sent += 1
-                if sent % batch_records == 0:
-                    _flush(counter, lines, source, on_batch)
-            stats.records_read = n
-            stats.records_to_core = sent
-            stats.mapped_records_in_file = mapped
-        _flush(counter, lines, source, on_batch)
+            _feed_segments(
+                records, counter, tid, not use_index, source, stats, batch_records, on_batch
+            )
+        else:
+            log.debug("handing records to the core as SAM text")
+            _feed_text(
+                records,
+                counter,
+                contig,
+                start0,
+                end0,
+                use_index,
+                source,
+                stats,
+                batch_records,
+                on_batch,
+            )
     except OSError as exc:
         raise InputError(f"{source.display_name}: read error ({exc})") from None
     return stats
+
+
+def _feed_segments(
+    records: Iterator[pysam.AlignedSegment],
+    counter: _core.GeneCounter,
+    tid: int,
+    whole_file: bool,
+    source: AlignmentSource,
+    stats: ReadStats,
+    batch_records: int,
+    on_batch: Callable[[int], None] | None,
+) -> None:
+    """Batches of pysam segments; the core counts one batch while pysam reads the next."""
+    mapped = 0
+    sent = 0
+    n = 0
+    pending: Future[tuple[int, int]] | None = None
+    pending_size = 0
+
+    def collect() -> None:
+        nonlocal mapped, sent, pending
+        if pending is None:
+            return
+        try:
+            batch_mapped, batch_sent = pending.result()
+        except _core.CoreError as exc:
+            raise InputError(f"{source.display_name}: {exc}") from None
+        finally:
+            pending = None
+        mapped += batch_mapped
+        sent += batch_sent
+        if on_batch is not None:
+            on_batch(pending_size)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cd22scan-core") as pool:
+        try:
+            batch: list[pysam.AlignedSegment] = []
+            add = batch.append
+            for read in records:
+                add(read)
+                n += 1
+                if n % batch_records == 0:
+                    collect()
+                    pending = pool.submit(counter.add_segments, batch, tid, only_window=whole_file)
+                    pending_size = len(batch)
+                    batch = []
+                    add = batch.append
+            collect()
+            if batch:
+                pending = pool.submit(counter.add_segments, batch, tid, only_window=whole_file)
+                pending_size = len(batch)
+                collect()
+        finally:
+            if pending is not None:
+                pending.cancel()
+                # A batch still being counted finishes before the pool shuts down.
+    stats.records_read = n
+    stats.records_to_core = sent
+    if whole_file:
+        stats.mapped_records_in_file = mapped
+
+
+def _feed_text(
+    records: Iterator[pysam.AlignedSegment],
+    counter: _core.GeneCounter,
+    contig: str,
+    start0: int,
+    end0: int,
+    use_index: bool,
+    source: AlignmentSource,
+    stats: ReadStats,
+    batch_records: int,
+    on_batch: Callable[[int], None] | None,
+) -> None:
+    """Batches of SAM text lines (the fallback hand-over)."""
+    lines: list[str] = []
+    add = lines.append
+    if use_index:
+        n = 0
+        for read in records:
+            add(read.to_string())
+            n += 1
+            if n % batch_records == 0:
+                _flush(counter, lines, source, on_batch, len(lines))
+        stats.records_read = n
+        stats.records_to_core = n
+        _flush(counter, lines, source, on_batch, len(lines))
+    else:
+        tid = source.handle.get_tid(contig)
+        n = 0
+        mapped = 0
+        sent = 0
+        reported = 0
+        for read in records:
+            n += 1
+            if not read.flag & 4:
+                mapped += 1
+            if read.reference_id != tid or read.reference_start >= end0:
+                continue
+            rend = read.reference_end
+            if rend is not None and rend <= start0:
+                continue
+            add(read.to_string())
+            sent += 1
+            if sent % batch_records == 0:
+                _flush(counter, lines, source, on_batch, n - reported)
+                reported = n
+        stats.records_read = n
+        stats.records_to_core = sent
+        stats.mapped_records_in_file = mapped
+        _flush(counter, lines, source, on_batch, n - reported)
 
 
 def _flush(
@@ -217,7 +346,11 @@ def _flush(
     lines: list[str],
     source: AlignmentSource,
     on_batch: Callable[[int], None] | None,
+    records_read: int,
 ) -> None:
+    """Count the lines; ``records_read`` is what the reader took from the file for them."""
+    if on_batch is not None and records_read and not lines:
+        on_batch(records_read)
     if not lines:
         return
     try:
@@ -225,5 +358,5 @@ def _flush(
     except _core.CoreError as exc:
         raise InputError(f"{source.display_name}: {exc}") from None
     if on_batch is not None:
-        on_batch(len(lines))
+        on_batch(records_read)
     lines.clear()

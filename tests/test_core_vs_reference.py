@@ -19,16 +19,20 @@ CASES = [
 ]
 
 
-def _both(sim, *, batch=997, **params):
+def _both(sim, *, batch=997, handover="segments", **params):
     gene = sim.gene
     window = gene.window(300)
     args = (str(sim.bam), gene.contig, window[0], window[1], list(gene.exons))
-    return core_count(*args, batch=batch, **params), reference_count(*args, **params)
+    core = core_count(*args, batch=batch, handover=handover, **params)
+    return core, reference_count(*args, **params)
 
 
+@pytest.mark.parametrize("handover", ["segments", "text"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize(("strand", "paired", "library", "dedup"), CASES)
-def test_core_equals_reference_on_simulated_samples(tmp_path, seed, strand, paired, library, dedup):
+def test_core_equals_reference_on_simulated_samples(
+    tmp_path, seed, strand, paired, library, dedup, handover
+):
     sim = simulate(
         tmp_path,
         seed=seed,
@@ -42,7 +46,7 @@ def test_core_equals_reference_on_simulated_samples(tmp_path, seed, strand, pair
         variants=[("snv", 2000, None, 0.3), ("del", 2830, 2, 0.4), ("ins", 3200, "TTA", 0.3)],
         error_rate=0.01,
     )
-    core, ref = _both(sim, dedup_overlaps=dedup)
+    core, ref = _both(sim, dedup_overlaps=dedup, handover=handover)
     assert core.filters["used"] > 500
     assert_same_counts(core, ref)
 

@@ -33,7 +33,17 @@ impl XsStrand {
     }
 }
 
-/// One SAM line, fields borrowed from the batch.
+/// The CIGAR of a record: SAM text, or BAM's little-endian `u32` ops (`len << 4 | op`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CigarField<'a> {
+    /// CIGAR text; `*` for none.
+    Text(&'a [u8]),
+    /// BAM binary ops, 4 bytes each; empty for none.
+    Binary(&'a [u8]),
+}
+
+/// One alignment record (a SAM line, or a BAM record decoded by [`crate::bam`]), fields
+/// borrowed from the batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SamRecord<'a> {
     pub qname: &'a [u8],
@@ -42,8 +52,7 @@ pub struct SamRecord<'a> {
     /// 1-based leftmost position; 0 means none.
     pub pos: u32,
     pub mapq: u8,
-    /// CIGAR text; `*` for none.
-    pub cigar: &'a [u8],
+    pub cigar: CigarField<'a>,
     pub rnext: &'a [u8],
     /// 1-based mate position; 0 means none.
     pub pnext: u32,
@@ -57,7 +66,10 @@ pub struct SamRecord<'a> {
 
 impl SamRecord<'_> {
     pub fn cigar_is_missing(&self) -> bool {
-        matches!(self.cigar, [b'*'])
+        matches!(
+            self.cigar,
+            CigarField::Text([b'*']) | CigarField::Binary([])
+        )
     }
 }
 
@@ -290,7 +302,7 @@ impl LineParser {
         let rname = field(2)?;
         let pos = parse_unsigned(field(3)?, "POS", MAX_POSITION)? as u32;
         let mapq = parse_unsigned(field(4)?, "MAPQ", u64::from(u8::MAX))? as u8;
-        let cigar = field(5)?;
+        let cigar = CigarField::Text(field(5)?);
         let rnext = field(6)?;
         let pnext = parse_unsigned(field(7)?, "PNEXT", MAX_POSITION)? as u32;
         let tlen = parse_signed(field(8)?, "TLEN")?;
@@ -441,7 +453,7 @@ mod tests {
         assert_eq!(rec.rname, b"chr22");
         assert_eq!(rec.pos, 100);
         assert_eq!(rec.mapq, 60);
-        assert_eq!(rec.cigar, b"5M");
+        assert_eq!(rec.cigar, CigarField::Text(b"5M"));
         assert_eq!(rec.rnext, b"=");
         assert_eq!(rec.pnext, 150);
         assert_eq!(rec.tlen, 55);

@@ -122,11 +122,27 @@ pub struct CigarLengths {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CigarError {
     Empty,
-    MissingLength { offset: usize },
+    MissingLength {
+        offset: usize,
+    },
     MissingOp,
-    UnknownOp { letter: u8, offset: usize },
-    LengthTooLarge { offset: usize },
+    UnknownOp {
+        letter: u8,
+        offset: usize,
+    },
+    LengthTooLarge {
+        offset: usize,
+    },
     TotalTooLarge,
+    /// A BAM binary CIGAR whose byte length is not a multiple of 4.
+    BinaryLength {
+        bytes: usize,
+    },
+    /// A BAM binary CIGAR op code above 8 (`index` is the 0-based op).
+    UnknownCode {
+        code: u8,
+        index: usize,
+    },
 }
 
 impl fmt::Display for CigarError {
@@ -150,6 +166,13 @@ impl fmt::Display for CigarError {
                 f,
                 "CIGAR query or reference length exceeds {MAX_CIGAR_TOTAL}"
             ),
+            Self::BinaryLength { bytes } => write!(
+                f,
+                "binary CIGAR of {bytes} bytes is not a whole number of 4-byte ops"
+            ),
+            Self::UnknownCode { code, index } => {
+                write!(f, "unknown binary CIGAR op code {code} at op {index}")
+            }
         }
     }
 }
@@ -202,6 +225,41 @@ pub fn parse_cigar(text: &[u8], ops: &mut Vec<CigarOp>) -> Result<CigarLengths, 
     }
     if digits > 0 {
         return Err(CigarError::MissingOp);
+    }
+    Ok(lengths)
+}
+
+/// Decode BAM binary CIGAR ops (little-endian `u32`, `len << 4 | op`; not empty) into `ops`
+/// (cleared first), dropping zero-length ops, with the checks of [`parse_cigar`].
+pub fn decode_bam_cigar(raw: &[u8], ops: &mut Vec<CigarOp>) -> Result<CigarLengths, CigarError> {
+    ops.clear();
+    if raw.is_empty() {
+        return Err(CigarError::Empty);
+    }
+    if raw.len() % 4 != 0 {
+        return Err(CigarError::BinaryLength { bytes: raw.len() });
+    }
+    let mut lengths = CigarLengths::default();
+    for (index, word) in raw.chunks_exact(4).enumerate() {
+        let value = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        let code = (value & 0xF) as u8;
+        let len = value >> 4;
+        let Some(kind) = OpKind::from_code(code) else {
+            return Err(CigarError::UnknownCode { code, index });
+        };
+        if kind.consumes_query() {
+            lengths.query += u64::from(len);
+        }
+        if kind.consumes_reference() {
+            lengths.reference += u64::from(len);
+        }
+        if len > 0 {
+            ops.push(CigarOp { kind, len });
+        }
+    }
+    // Each sum is at most 2^32 ops of 2^28: it cannot overflow, but may exceed the limit.
+    if lengths.query > MAX_CIGAR_TOTAL || lengths.reference > MAX_CIGAR_TOTAL {
+        return Err(CigarError::TotalTooLarge);
     }
     Ok(lengths)
 }

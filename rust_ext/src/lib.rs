@@ -4,6 +4,7 @@
 //! → `counts` (filter, mate pairing, counters). `python` is the only file that touches PyO3.
 //! Coordinates are 0-based, half-open throughout.
 
+pub mod bam;
 pub mod batch;
 pub mod cigar;
 pub mod counts;
@@ -85,6 +86,12 @@ pub enum CoreError {
         qname: String,
         problem: LineError,
     },
+    /// A BAM record whose lengths or positions are invalid (`record` as for `Line`).
+    Bam {
+        record: u64,
+        qname: String,
+        problem: bam::BamError,
+    },
     /// A record that parses but cannot be counted.
     Record {
         record: u64,
@@ -130,7 +137,12 @@ impl fmt::Display for CoreError {
                 record,
                 qname,
                 problem,
-            } => write!(f, "SAM record {record} (read '{qname}'): {problem}"),
+            } => write!(f, "record {record} (read '{qname}'): {problem}"),
+            Self::Bam {
+                record,
+                qname,
+                problem,
+            } => write!(f, "record {record} (read '{qname}'): {problem}"),
             Self::Unusable => write!(
                 f,
                 "this GeneCounter already failed on earlier input; its counts would be incomplete"
@@ -183,6 +195,7 @@ impl CountResult {
 
 /// Counts SAM records of one sample over one gene window.
 pub struct GeneCounter {
+    contig: Vec<u8>,
     counter: counts::Counter,
     parser: batch::LineParser,
     window: Interval,
@@ -226,8 +239,9 @@ impl GeneCounter {
             }
             exons.push(Interval { start, end });
         }
+        let contig = config.contig.into_bytes();
         let params = counts::CountParams {
-            contig: config.contig.into_bytes(),
+            contig: contig.clone(),
             window,
             exons,
             min_mapq: config.min_mapq,
@@ -240,6 +254,7 @@ impl GeneCounter {
             window_len: window.end - window.start,
         })?;
         Ok(Self {
+            contig,
             counter,
             parser: batch::LineParser::new(),
             window,
@@ -267,6 +282,59 @@ impl GeneCounter {
                 qname: shown_name(batch::leading_field(line)),
                 problem,
             })?;
+            self.counter
+                .add(&record)
+                .map_err(|problem| CoreError::Record {
+                    record: self.records_seen,
+                    qname: shown_name(record.qname),
+                    problem,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The counted window.
+    pub fn window(&self) -> Interval {
+        self.window
+    }
+
+    /// The counted reference's name (RNAME).
+    pub fn contig(&self) -> &[u8] {
+        &self.contig
+    }
+
+    /// Count BAM records given as fixed fields and data block ([`bam`]); `decoder` names the
+    /// counted reference id. Stops at the first refused record, as [`GeneCounter::add_sam`].
+    pub fn add_bam<'a>(
+        &mut self,
+        decoder: &mut bam::BamDecoder,
+        records: impl IntoIterator<Item = (bam::BamCore, &'a [u8])>,
+    ) -> Result<(), CoreError> {
+        if self.failed {
+            return Err(CoreError::Unusable);
+        }
+        let result = self.add_bam_records(decoder, records);
+        self.failed = result.is_err();
+        result
+    }
+
+    fn add_bam_records<'a>(
+        &mut self,
+        decoder: &mut bam::BamDecoder,
+        records: impl IntoIterator<Item = (bam::BamCore, &'a [u8])>,
+    ) -> Result<(), CoreError> {
+        for (core, data) in records {
+            self.records_seen += 1;
+            let record = match decoder.decode(&core, data) {
+                Ok(record) => record,
+                Err(problem) => {
+                    return Err(CoreError::Bam {
+                        record: self.records_seen,
+                        qname: shown_name(bam::BamDecoder::qname(&core, data)),
+                        problem,
+                    })
+                }
+            };
             self.counter
                 .add(&record)
                 .map_err(|problem| CoreError::Record {

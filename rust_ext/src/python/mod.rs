@@ -11,7 +11,11 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
+use crate::bam::BamDecoder;
 use crate::{CoreError as RustError, CountResult, CounterConfig, BASE_COUNT_KEYS, FILTER_KEYS};
+
+mod segments;
+use segments::{check_layout, SegmentBatch};
 
 create_exception!(
     cd22scan._core,
@@ -61,6 +65,8 @@ fn bounded_arg<T: TryFrom<i64>>(
 
 #[pyclass(name = "GeneCounter", module = "cd22scan._core")]
 struct PyGeneCounter {
+    /// Decoder of pysam segments, for the reference id of the last `add_segments` call.
+    decoder: Option<BamDecoder>,
     // Boxed: Python allocates objects with 16-byte alignment only, so a field that needs more
     // (a SIMD type; an inline memchr searcher once crashed here) must live in a Rust allocation.
     inner: Option<Box<crate::GeneCounter>>,
@@ -111,6 +117,7 @@ impl PyGeneCounter {
             };
             let inner = crate::GeneCounter::new(config).map_err(to_py_err)?;
             Ok(Self {
+                decoder: None,
                 inner: Some(Box::new(inner)),
             })
         })
@@ -127,6 +134,51 @@ impl PyGeneCounter {
             Ok(counted) => counted.map_err(to_py_err),
             Err(payload) => {
                 // The batch was only partly counted: refuse further input, as after an error.
+                inner.mark_unusable();
+                Err(to_py_err(RustError::Internal(panic_message(
+                    payload.as_ref(),
+                ))))
+            }
+        }
+    }
+
+    /// Count a batch of pysam `AlignedSegment`s read from one file; `tid` is the counted
+    /// contig's reference id in that file's header. With `only_window`, segments that cannot
+    /// overlap the window are passed over (for whole-file streams). Returns (segments without
+    /// FLAG 0x4, segments counted).
+    #[pyo3(signature = (segments, tid, *, only_window = false))]
+    fn add_segments(
+        &mut self,
+        py: Python<'_>,
+        segments: &Bound<'_, PyList>,
+        tid: i32,
+        only_window: bool,
+    ) -> PyResult<(u64, u64)> {
+        let inner = self
+            .inner
+            .as_mut()
+            .ok_or_else(|| to_py_err(RustError::Finished))?;
+        let filter = only_window.then(|| (tid, inner.window()));
+        let batch = guarded(|| SegmentBatch::collect(segments, filter))?;
+        let decoder = match &mut self.decoder {
+            Some(decoder) if decoder.target_tid() == tid => decoder,
+            slot => slot.insert(BamDecoder::new(inner.contig(), tid)),
+        };
+        let mapped = batch.mapped();
+        let records = batch.records();
+        let counted = records.len() as u64;
+        let result = py.detach(|| {
+            catch_unwind(AssertUnwindSafe(|| {
+                // SAFETY: `batch` holds a reference to every segment until it is dropped after
+                // this closure, and nothing else runs code that could change them meanwhile
+                // (the list was handed over whole by the reader), so each data block is valid.
+                inner.add_bam(decoder, records.iter().map(|r| unsafe { r.view() }))
+            }))
+        });
+        drop(batch);
+        match result {
+            Ok(added) => added.map(|()| (mapped, counted)).map_err(to_py_err),
+            Err(payload) => {
                 inner.mark_unusable();
                 Err(to_py_err(RustError::Internal(panic_message(
                     payload.as_ref(),
@@ -214,6 +266,13 @@ impl PyCountResult {
     }
 }
 
+/// Whether `segment` is a pysam `AlignedSegment` whose htslib record the core can read directly
+/// (pysam's object layout as expected, and the fields read that way equal pysam's own).
+#[pyfunction]
+fn segment_layout_matches(segment: &Bound<'_, PyAny>) -> PyResult<bool> {
+    guarded(|| check_layout(segment))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -223,6 +282,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FILTER_KEYS", PyTuple::new(py, FILTER_KEYS)?)?;
     m.add_class::<PyGeneCounter>()?;
     m.add_class::<PyCountResult>()?;
+    m.add_function(wrap_pyfunction!(segment_layout_matches, m)?)?;
     // PyO3's `add` fills `__all__`; `_core.pyi` declares none (and stubtest checks it), and this
     // private module is not meant for `import *`.
     m.delattr("__all__")?;

@@ -1,0 +1,409 @@
+//! BAM binary records → [`SamRecord`] views, for records that arrive already decoded by htslib.
+//!
+//! A record is its fixed fields ([`BamCore`], as in htslib's `bam1_core_t`) plus the variable
+//! `data` block in BAM order: NUL-terminated QNAME (with `l_extranul` extra NULs), CIGAR as
+//! `u32` ops, 4-bit SEQ, QUAL (`0xFF` first byte: absent), then aux tags. The decoder checks the
+//! lengths against `data`, expands SEQ and QUAL to SAM letters in scratch buffers and hands the
+//! CIGAR over in binary ([`CigarField::Binary`]). Reference names are not needed: the caller
+//! says which reference id is the counted contig.
+
+use std::fmt;
+
+use crate::batch::{CigarField, SamRecord, XsStrand};
+
+/// SAM's POS/PNEXT limit (2^31 - 1), as for SAM text.
+const MAX_POSITION: i64 = i32::MAX as i64;
+
+/// RNAME/RNEXT given to records on other references: no SAM name can equal it.
+const OTHER_REFERENCE: &[u8] = b"\0";
+
+/// 4-bit BAM base codes → SAM letters.
+const SEQ_LETTERS: &[u8; 16] = b"=ACMGRSVTWYHKDBN";
+
+/// The fixed-length fields of a BAM record (htslib's `bam1_core_t`, without `bin`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BamCore {
+    /// 0-based leftmost position; -1 for none.
+    pub pos: i64,
+    /// Reference id; -1 for none.
+    pub tid: i32,
+    pub mapq: u8,
+    /// NULs after the QNAME's terminator (alignment padding).
+    pub l_extranul: u8,
+    pub flag: u16,
+    /// QNAME bytes including the terminating NUL and `l_extranul`.
+    pub l_qname: u16,
+    pub n_cigar: u32,
+    pub l_qseq: i32,
+    pub mtid: i32,
+    /// 0-based mate position; -1 for none.
+    pub mpos: i64,
+    pub isize: i64,
+}
+
+/// What was wrong with a BAM record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BamError {
+    /// The variable-length fields need more bytes than `data` holds.
+    Truncated { needed: u64, available: usize },
+    /// A negative or zero length where BAM requires a positive one.
+    BadLength { field: &'static str, value: i64 },
+    /// POS or PNEXT outside SAM's range.
+    PositionOutOfRange { field: &'static str, value: i64 },
+}
+
+impl fmt::Display for BamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Truncated { needed, available } => write!(
+                f,
+                "BAM record needs {needed} bytes of variable-length data, has {available}"
+            ),
+            Self::BadLength { field, value } => write!(f, "BAM {field} {value} is invalid"),
+            Self::PositionOutOfRange { field, value } => write!(
+                f,
+                "{field} {value} is out of range (-1..={})",
+                MAX_POSITION - 1
+            ),
+        }
+    }
+}
+
+/// Decodes BAM records for one counted reference id; scratch buffers are reused.
+#[derive(Clone, Debug)]
+pub struct BamDecoder {
+    target_tid: i32,
+    contig: Vec<u8>,
+    seq: Vec<u8>,
+    qual: Vec<u8>,
+}
+
+impl BamDecoder {
+    /// `contig` is the counted reference's name (the counter's contig); `target_tid` its id.
+    pub fn new(contig: &[u8], target_tid: i32) -> Self {
+        Self {
+            target_tid,
+            contig: contig.to_vec(),
+            seq: Vec::new(),
+            qual: Vec::new(),
+        }
+    }
+
+    /// The counted reference id.
+    pub fn target_tid(&self) -> i32 {
+        self.target_tid
+    }
+
+    /// The name of the record, for error messages, without checking anything else.
+    pub fn qname<'a>(core: &BamCore, data: &'a [u8]) -> &'a [u8] {
+        let name = data.get(..usize::from(core.l_qname)).unwrap_or(data);
+        match memchr::memchr(0, name) {
+            Some(end) => &name[..end],
+            None => name,
+        }
+    }
+
+    /// A view of one record. SEQ and QUAL are expanded only for records on the counted
+    /// reference (the counter reads them nowhere else).
+    pub fn decode<'a>(
+        &'a mut self,
+        core: &BamCore,
+        data: &'a [u8],
+    ) -> Result<SamRecord<'a>, BamError> {
+        if core.l_qname == 0 {
+            return Err(BamError::BadLength {
+                field: "l_qname",
+                value: 0,
+            });
+        }
+        if core.l_qseq < 0 {
+            return Err(BamError::BadLength {
+                field: "l_qseq",
+                value: i64::from(core.l_qseq),
+            });
+        }
+        let l_qname = usize::from(core.l_qname);
+        let cigar_bytes = u64::from(core.n_cigar) * 4;
+        let l_qseq = core.l_qseq as u64;
+        let seq_bytes = l_qseq.div_ceil(2);
+        let needed = l_qname as u64 + cigar_bytes + seq_bytes + l_qseq;
+        if needed > data.len() as u64 {
+            return Err(BamError::Truncated {
+                needed,
+                available: data.len(),
+            });
+        }
+        // All offsets below are within `data`: their sum was checked above.
+        let cigar_end = l_qname + cigar_bytes as usize;
+        let seq_end = cigar_end + seq_bytes as usize;
+        let qual_end = seq_end + l_qseq as usize;
+        let qname = Self::qname(core, data);
+        let cigar = CigarField::Binary(&data[l_qname..cigar_end]);
+        let pos = sam_position(core.pos, "POS")?;
+        let pnext = sam_position(core.mpos, "PNEXT")?;
+        let tlen = core.isize.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+
+        // Scratch buffers first (mutable), then the views that borrow them and the names.
+        let on_target = core.tid == self.target_tid && core.tid >= 0;
+        let expand = on_target && l_qseq > 0;
+        let raw_qual = &data[seq_end..qual_end];
+        let has_qual = expand && raw_qual.first() != Some(&0xFF);
+        if expand {
+            expand_seq(&data[cigar_end..seq_end], l_qseq as usize, &mut self.seq);
+        }
+        if has_qual {
+            self.qual.clear();
+            self.qual
+                .extend(raw_qual.iter().map(|&q| q.saturating_add(33).min(b'~')));
+        }
+        let seq: &[u8] = if expand { &self.seq } else { &[] };
+        let qual = has_qual.then_some(self.qual.as_slice());
+        let rname = self.reference_name(core.tid);
+        let rnext = if core.mtid < 0 {
+            b"*".as_slice()
+        } else if core.mtid == core.tid {
+            b"=".as_slice()
+        } else {
+            self.reference_name(core.mtid)
+        };
+        let xs = if on_target {
+            xs_strand(&data[qual_end..])
+        } else {
+            XsStrand::Absent
+        };
+        Ok(SamRecord {
+            qname,
+            flag: core.flag,
+            rname,
+            pos,
+            mapq: core.mapq,
+            cigar,
+            rnext,
+            pnext,
+            tlen,
+            seq,
+            qual,
+            xs,
+        })
+    }
+
+    fn reference_name(&self, tid: i32) -> &[u8] {
+        if tid < 0 {
+            b"*"
+        } else if tid == self.target_tid {
+            &self.contig
+        } else {
+            OTHER_REFERENCE
+        }
+    }
+}
+
+/// 0-based BAM position → SAM's 1-based POS (0 for none).
+fn sam_position(pos0: i64, field: &'static str) -> Result<u32, BamError> {
+    if !(-1..MAX_POSITION).contains(&pos0) {
+        return Err(BamError::PositionOutOfRange { field, value: pos0 });
+    }
+    Ok((pos0 + 1) as u32)
+}
+
+/// Expand `n` 4-bit bases (two per byte, high nibble first) into SAM letters.
+fn expand_seq(packed: &[u8], n: usize, out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(n + 1);
+    for &byte in packed {
+        out.push(SEQ_LETTERS[usize::from(byte >> 4)]);
+        out.push(SEQ_LETTERS[usize::from(byte & 0xF)]);
+    }
+    out.truncate(n);
+}
+
+/// Size of one aux value of `kind` (not `Z`, `H`, `B`), or `None` for an unknown kind.
+fn fixed_aux_size(kind: u8) -> Option<usize> {
+    match kind {
+        b'A' | b'c' | b'C' => Some(1),
+        b's' | b'S' => Some(2),
+        b'i' | b'I' | b'f' => Some(4),
+        b'd' => Some(8),
+        _ => None,
+    }
+}
+
+/// The first `XS:A` tag's strand, as the SAM text parser reads it: other `XS` types (bowtie2's
+/// `XS:i`) are passed over. Malformed aux data ends the search (htslib validated it on reading).
+fn xs_strand(mut aux: &[u8]) -> XsStrand {
+    while aux.len() >= 3 {
+        let (tag, kind) = ([aux[0], aux[1]], aux[2]);
+        let value = &aux[3..];
+        if tag == *b"XS" && kind == b'A' {
+            return match value.first() {
+                Some(b'+') => XsStrand::Forward,
+                Some(b'-') => XsStrand::Reverse,
+                _ => XsStrand::Absent,
+            };
+        }
+        let size = match kind {
+            b'Z' | b'H' => match memchr::memchr(0, value) {
+                Some(end) => end + 1,
+                None => return XsStrand::Absent,
+            },
+            b'B' => {
+                let Some(&[sub, a, b, c, d]) = value.get(..5) else {
+                    return XsStrand::Absent;
+                };
+                let count = u32::from_le_bytes([a, b, c, d]) as usize;
+                match fixed_aux_size(sub) {
+                    Some(each) => match count.checked_mul(each).and_then(|n| n.checked_add(5)) {
+                        Some(n) => n,
+                        None => return XsStrand::Absent,
+                    },
+                    None => return XsStrand::Absent,
+                }
+            }
+            other => match fixed_aux_size(other) {
+                Some(n) => n,
+                None => return XsStrand::Absent,
+            },
+        };
+        match value.get(size..) {
+            Some(rest) => aux = rest,
+            None => return XsStrand::Absent,
+        }
+    }
+    XsStrand::Absent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record's data block built the BAM way.
+    fn data(
+        qname: &[u8],
+        cigar: &[(u32, u8)],
+        seq: &[u8],
+        qual: Option<&[u8]>,
+        aux: &[u8],
+    ) -> (BamCore, Vec<u8>) {
+        let mut out = qname.to_vec();
+        out.push(0);
+        let pad = (4 - out.len() % 4) % 4;
+        out.extend(std::iter::repeat_n(0, pad));
+        for &(len, code) in cigar {
+            out.extend((len << 4 | u32::from(code)).to_le_bytes());
+        }
+        let code = |b: u8| SEQ_LETTERS.iter().position(|&l| l == b).unwrap() as u8;
+        for pair in seq.chunks(2) {
+            let hi = code(pair[0]);
+            let lo = pair.get(1).map_or(0, |&b| code(b));
+            out.push(hi << 4 | lo);
+        }
+        match qual {
+            Some(q) => out.extend(q.iter().map(|&c| c - 33)),
+            None => out.extend(std::iter::repeat_n(0xFF, seq.len())),
+        }
+        out.extend_from_slice(aux);
+        let core = BamCore {
+            pos: 99,
+            tid: 1,
+            mapq: 60,
+            l_extranul: pad as u8,
+            flag: 99,
+            l_qname: (qname.len() + 1 + pad) as u16,
+            n_cigar: cigar.len() as u32,
+            l_qseq: seq.len() as i32,
+            mtid: 1,
+            mpos: 149,
+            isize: 55,
+        };
+        (core, out)
+    }
+
+    #[test]
+    fn decodes_like_the_sam_line() {
+        let aux = b"NMC\x00XSA-";
+        let (core, bytes) = data(b"r1", &[(3, 0), (2, 4)], b"ACGTN", Some(b"IIII#"), aux);
+        let mut decoder = BamDecoder::new(b"chr22", 1);
+        let rec = decoder.decode(&core, &bytes).unwrap();
+        assert_eq!(rec.qname, b"r1");
+        assert_eq!(rec.rname, b"chr22");
+        assert_eq!(rec.rnext, b"=");
+        assert_eq!(rec.pos, 100);
+        assert_eq!(rec.pnext, 150);
+        assert_eq!(rec.tlen, 55);
+        assert_eq!(rec.seq, b"ACGTN");
+        assert_eq!(rec.qual, Some(&b"IIII#"[..]));
+        assert_eq!(rec.xs, XsStrand::Reverse);
+        let mut ops = Vec::new();
+        let CigarField::Binary(raw) = rec.cigar else {
+            panic!("binary CIGAR expected")
+        };
+        let lengths = crate::cigar::decode_bam_cigar(raw, &mut ops).unwrap();
+        assert_eq!((lengths.query, lengths.reference), (5, 3));
+    }
+
+    #[test]
+    fn odd_length_seq_missing_qual_and_other_references() {
+        let (mut core, bytes) = data(b"read", &[(3, 0)], b"ACG", None, b"");
+        let mut decoder = BamDecoder::new(b"chr19", 1);
+        let rec = decoder.decode(&core, &bytes).unwrap();
+        assert_eq!(rec.seq, b"ACG");
+        assert_eq!(rec.qual, None);
+        core.tid = 0;
+        core.mtid = 1;
+        let rec = decoder.decode(&core, &bytes).unwrap();
+        assert_eq!(rec.rname, OTHER_REFERENCE);
+        assert_eq!(rec.rnext, b"chr19");
+        assert!(rec.seq.is_empty(), "off-target records are not expanded");
+        core.tid = -1;
+        core.mtid = -1;
+        core.pos = -1;
+        let rec = decoder.decode(&core, &bytes).unwrap();
+        assert_eq!((rec.rname, rec.rnext, rec.pos), (&b"*"[..], &b"*"[..], 0));
+    }
+
+    #[test]
+    fn xs_found_after_other_tags_and_xs_i_passed_over() {
+        let mut aux = Vec::new();
+        aux.extend_from_slice(b"MDZ5\0");
+        aux.extend_from_slice(b"XSi");
+        aux.extend(7i32.to_le_bytes());
+        aux.extend_from_slice(b"ZBBC");
+        aux.extend(2u32.to_le_bytes());
+        aux.extend([1, 2]);
+        aux.extend_from_slice(b"XSA+");
+        assert_eq!(xs_strand(&aux), XsStrand::Forward);
+        assert_eq!(xs_strand(b"XSA"), XsStrand::Absent);
+        assert_eq!(
+            xs_strand(b"ZZQ\x01XSA+"),
+            XsStrand::Absent,
+            "unknown type ends the search"
+        );
+    }
+
+    #[test]
+    fn truncated_and_invalid_records_are_refused() {
+        let (mut core, bytes) = data(b"r", &[(4, 0)], b"ACGT", Some(b"IIII"), b"");
+        let mut decoder = BamDecoder::new(b"c", 1);
+        assert!(matches!(
+            decoder.decode(&core, &bytes[..bytes.len() - 1]),
+            Err(BamError::Truncated { .. })
+        ));
+        core.n_cigar = u32::MAX;
+        assert!(matches!(
+            decoder.decode(&core, &bytes),
+            Err(BamError::Truncated { .. })
+        ));
+        core.n_cigar = 1;
+        core.l_qseq = -1;
+        assert!(matches!(
+            decoder.decode(&core, &bytes),
+            Err(BamError::BadLength { .. })
+        ));
+        core.l_qseq = 4;
+        core.pos = i64::from(i32::MAX);
+        assert!(matches!(
+            decoder.decode(&core, &bytes),
+            Err(BamError::PositionOutOfRange { .. })
+        ));
+    }
+}

@@ -1,0 +1,173 @@
+"""The two ways records reach the core (pysam segments read directly, SAM text) count alike.
+
+The segment hand-over reads htslib's record behind each pysam ``AlignedSegment`` (see
+rust_ext/src/python/segments.rs); the SAM text hand-over is the independent fallback. Every
+count, and what the reader reports (records, mapped records), must be identical.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pysam
+import pytest
+from core_helpers import assert_same_counts, core_count
+from simulator import simulate, small_gene
+
+from cd22scan import _core
+from cd22scan.reader import feed_window, open_alignments
+
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "abi1_encode"
+
+
+def _realdata_bams() -> list[Path]:
+    sheet = REALDATA / "input_bams.tsv"
+    if not sheet.exists():
+        return []
+    with sheet.open() as handle:
+        return [REALDATA / Path(row[1]).name for row in csv.reader(handle, delimiter="\t")]
+
+
+def _sim(tmp_path, *, seed=11, **kw):
+    return simulate(
+        tmp_path,
+        seed=seed,
+        gene=small_gene(kw.pop("strand", "+")),
+        n_fragments=kw.pop("n_fragments", 700),
+        isoforms={"canonical": 0.6, "skip:3": 0.25, "retain:2": 0.15},
+        variants=[("snv", 2000, None, 0.3), ("del", 2830, 2, 0.4), ("ins", 3200, "TTA", 0.3)],
+        error_rate=0.01,
+        dup_fraction=0.05,
+        secondary_fraction=0.05,
+        supplementary_fraction=0.05,
+        unmapped_fraction=0.05,
+        outside_fraction=0.05,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("dedup", [True, False])
+@pytest.mark.parametrize("strand", ["+", "-"])
+def test_segments_and_text_count_alike_on_simulated_reads(tmp_path, strand, dedup):
+    sim = _sim(tmp_path, strand=strand)
+    gene = sim.gene
+    window = gene.window(300)
+    args = (str(sim.bam), gene.contig, window[0], window[1], list(gene.exons))
+    text = core_count(*args, handover="text", dedup_overlaps=dedup)
+    segments = core_count(*args, handover="segments", batch=313, dedup_overlaps=dedup)
+    assert text.filters["used"] > 600
+    assert any(j[3] for j in text.junctions), "the simulator writes XS:A tags"
+    for key in ("secondary", "duplicate", "unmapped", "off_target", "used_supplementary"):
+        assert text.filters[key] > 0, f"the simulated BAM should exercise {key}"
+    assert_same_counts(segments, text)
+
+
+@pytest.mark.skipif(not _realdata_bams(), reason=f"real reads not found at {REALDATA}")
+@pytest.mark.parametrize("bam", _realdata_bams(), ids=lambda p: p.name.split(".")[0])
+def test_segments_and_text_count_alike_on_real_reads(bam):
+    with pysam.AlignmentFile(str(bam)) as handle:
+        contig = handle.get_reference_name(next(handle.fetch(until_eof=True)).reference_id)
+        starts = [r.reference_start for r in handle.fetch(contig)]
+    window = (min(starts), max(starts) + 1000)
+    exons = [
+        (window[0] + k, window[0] + k + 150) for k in range(0, window[1] - window[0] - 150, 3000)
+    ]
+    args = (str(bam), contig, window[0], window[1], exons)
+    text = core_count(*args, handover="text")
+    segments = core_count(*args, handover="segments", batch=2000)
+    assert text.filters["used"] > 1000
+    assert len(text.junctions) > 5
+    assert_same_counts(segments, text)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_reader_reports_the_same_for_both_hand_overs(tmp_path, stream):
+    sim = _sim(tmp_path, n_fragments=400)
+    gene = sim.gene
+    window = gene.window(300)
+    results = {}
+    for handover in ("segments", "text"):
+        counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
+        batches: list[int] = []
+        with open_alignments(str(sim.bam)) as source:
+            stats = feed_window(
+                source,
+                counter,
+                gene.contig,
+                window[0],
+                window[1],
+                stream=stream,
+                batch_records=97,
+                on_batch=batches.append,
+                handover=handover,
+            )
+        results[handover] = (stats, counter.finish(), batches)
+    (seg_stats, seg_counts, seg_batches), (txt_stats, txt_counts, txt_batches) = (
+        results["segments"],
+        results["text"],
+    )
+    assert seg_stats == txt_stats
+    assert seg_stats.mode == ("stream" if stream else "indexed")
+    if stream:
+        with pysam.AlignmentFile(str(sim.bam)) as handle:
+            mapped = sum(1 for r in handle.fetch(until_eof=True) if not r.is_unmapped)
+        assert seg_stats.mapped_records_in_file == mapped
+        assert seg_stats.records_to_core < seg_stats.records_read
+    assert sum(seg_batches) == sum(txt_batches) == seg_stats.records_read
+    assert_same_counts(seg_counts, txt_counts)
+
+
+def test_layout_check_refuses_other_objects(tmp_path):
+    sim = _sim(tmp_path, n_fragments=50)
+    with pysam.AlignmentFile(str(sim.bam)) as handle:
+        read = next(handle.fetch(until_eof=True))
+
+    class Segment(pysam.AlignedSegment):
+        pass
+
+    for other in (1, "read", None, b"\x00" * 200, [read], Segment()):
+        assert _core.segment_layout_matches(other) is False
+    assert _core.segment_layout_matches(read) is True
+    # A made-up segment (no header) has a record too; its fields must agree as well.
+    made = pysam.AlignedSegment()
+    made.query_name = "made"
+    made.query_sequence = "ACGTACGT"
+    made.cigarstring = "4M2I2M"
+    made.reference_start = 10
+    made.flag = 0
+    assert _core.segment_layout_matches(made) is True
+
+
+def test_add_segments_refuses_foreign_items_without_crashing(tmp_path):
+    sim = _sim(tmp_path, n_fragments=50)
+    gene = sim.gene
+    window = gene.window(300)
+    with pysam.AlignmentFile(str(sim.bam)) as handle:
+        reads = list(handle.fetch(until_eof=True))
+        tid = handle.get_tid(gene.contig)
+    assert _core.segment_layout_matches(reads[0])
+    counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
+    with pytest.raises(TypeError, match="item 2 of the batch is a"):
+        counter.add_segments([reads[0], reads[1], "not a read"], tid)
+    with pytest.raises(TypeError):
+        counter.add_segments(("a", "tuple"), tid)  # type: ignore[arg-type]
+    # Nothing was counted by the refused batches: the counter still works.
+    counter.add_segments(reads, tid)
+    assert counter.finish().filters["records"] == len(reads)
+
+
+def test_unsorted_segments_are_refused_with_the_read_named(tmp_path):
+    sim = _sim(tmp_path, n_fragments=50)
+    gene = sim.gene
+    window = gene.window(300)
+    with pysam.AlignmentFile(str(sim.bam)) as handle:
+        reads = [r for r in handle.fetch(until_eof=True) if not r.is_unmapped]
+        tid = handle.get_tid(gene.contig)
+    assert _core.segment_layout_matches(reads[0])
+    counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
+    backwards = [reads[-1], reads[0]]
+    with pytest.raises(
+        _core.CoreError, match=f"record 2 \\(read '{reads[0].query_name}'\\).*not sorted"
+    ):
+        counter.add_segments(backwards, tid)
