@@ -305,3 +305,75 @@ proptest! {
         prop_assert_eq!(together.insertions, insertions);
     }
 }
+
+/// Arbitrary BAM fixed fields over a data block that is sometimes well-formed.
+fn bam_record() -> impl Strategy<Value = (cd22scan_core::bam::BamCore, Vec<u8>)> {
+    (
+        (-2i64..400, -2i32..3, any::<u8>(), any::<u16>(), 0u16..40),
+        (0u32..8, -2i32..200, -2i32..3, -2i64..400, any::<i64>()),
+        proptest::collection::vec(any::<u8>(), 0..600),
+        proptest::collection::vec((0u32..12, 0u32..60), 0..8),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(
+                (pos, tid, mapq, flag, l_qname),
+                (n_cigar, l_qseq, mtid, mpos, isize),
+                mut data,
+                ops,
+                structured,
+            )| {
+                let mut core = cd22scan_core::bam::BamCore {
+                    pos,
+                    tid,
+                    mapq,
+                    l_extranul: 0,
+                    flag,
+                    l_qname,
+                    n_cigar,
+                    l_qseq,
+                    mtid,
+                    mpos,
+                    isize,
+                };
+                if structured {
+                    // A plausible record: name, the ops given, as many bases as they consume.
+                    let mut block = b"q1\0\0".to_vec();
+                    let query: u32 = ops
+                        .iter()
+                        .filter(|(code, _)| matches!(code, 0 | 1 | 4 | 7 | 8))
+                        .map(|(_, len)| len)
+                        .sum();
+                    for (code, len) in &ops {
+                        block.extend((len << 4 | code).to_le_bytes());
+                    }
+                    block.extend(data.iter().take(query.div_ceil(2) as usize));
+                    block.resize(4 + ops.len() * 4 + query.div_ceil(2) as usize, 0x11);
+                    block.extend(data.iter().rev().take(query as usize).map(|q| q % 50));
+                    block.resize(
+                        4 + ops.len() * 4 + query.div_ceil(2) as usize + query as usize,
+                        30,
+                    );
+                    core.l_qname = 4;
+                    core.l_extranul = 1;
+                    core.n_cigar = ops.len() as u32;
+                    core.l_qseq = query as i32;
+                    data = block;
+                }
+                (core, data)
+            },
+        )
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bam_records_never_panic(
+        records in proptest::collection::vec(bam_record(), 1..40),
+        dedup in any::<bool>(),
+    ) {
+        let mut counter = GeneCounter::new(config(dedup)).unwrap();
+        let mut decoder = cd22scan_core::bam::BamDecoder::new(b"chr22", 1);
+        let _ = counter.add_bam(&mut decoder, records.iter().map(|(core, data)| (*core, data.as_slice())));
+        let _ = counter.finish();
+    }
+}
