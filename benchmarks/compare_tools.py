@@ -1,29 +1,52 @@
-"""Side-by-side timing of cd22scan scan against its floors and samtools, on one BAM.
+"""Side-by-side timing of cd22scan against its floors and samtools, on inputs it makes itself.
 
-    python benchmarks/compare_tools.py [--records 1000000] [--repeats 3]
+    python benchmarks/compare_tools.py --rna 100000,1000000,4000000 --dna 2000 \\
+        --stream 40000000 --repeats 3 --markdown perf.md
 
-Prints records/s for: a bare pysam loop over the gene window (the reader's floor),
-`samtools view -c` on the window (the decode floor), `samtools mpileup` with matching filters,
-and `cd22scan.scan` (all tables); then the ratios and the scan's peak memory (RSS of a child).
+Indexed inputs (RNA-seq-like CD22 BAMs by record count; a DNA-like BAM at the given depth over
+CD22's coding exons), each over the gene window, in one run:
+  bare pysam loop      iterating the window with pysam and doing nothing (the reader's floor)
+  samtools view -c     htslib decoding the window in C (the decode floor)
+  samtools mpileup     per-position counts with matching filters (-B -A -d 0 -q 20 -Q 13)
+  cd22scan.scan        the Python API, all tables built (in this process)
+  cd22scan scan (CLI)  a fresh process: start-up, scan, all files written; peak RSS measured
+Stream input (a whole-genome-like BAM with the gene inside, not indexed):
+  bare pysam loop over the whole file, samtools view -c of the whole file,
+  `cd22scan scan --stream FILE` and `cat FILE | cd22scan scan -`.
+Times are the best of --repeats (mpileup and stream runs: once). Ratios are reads/s against the
+bare pysam loop on the same input.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import pysam
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_data import large_bam
-from test_bench_scan import REGION, bare_pysam_loop
+from bench_data import dna_bam, large_bam, stream_bam
+from test_bench_scan import MODEL, REGION, W0, W1
 
 from cd22scan import scan
 
+CLI_WITH_RSS = (
+    "import resource, sys\n"
+    "from cd22scan.cli import main\n"
+    "rc = main(sys.argv[1:])\n"
+    "sys.stderr.write(f'PEAK_RSS_KB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n')\n"
+    "sys.exit(rc)\n"
+)
 
-def best_of(repeats: int, fn) -> float:
+
+def best_of(repeats: int, fn: Callable[[], object]) -> float:
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -32,69 +55,142 @@ def best_of(repeats: int, fn) -> float:
     return min(times)
 
 
-def peak_rss_mb(code: str) -> float:
-    """Peak RSS of a fresh Python process running ``code`` (it reports its own ru_maxrss)."""
-    report = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-    out = subprocess.run(
-        [sys.executable, "-c", f"{code}\n{report}"], check=True, capture_output=True, text=True
-    ).stdout
-    return int(out.split()[-1]) / 1024
+def window_loop(path: str) -> int:
+    n = 0
+    with pysam.AlignmentFile(path) as handle:
+        for _read in handle.fetch(MODEL.contig, W0, W1):
+            n += 1
+    return n
+
+
+def whole_file_loop(path: str) -> int:
+    n = 0
+    with pysam.AlignmentFile(path, check_sq=False) as handle:
+        for _read in handle.fetch(until_eof=True):
+            n += 1
+    return n
+
+
+def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(cmd, check=True, capture_output=True, **kw)  # type: ignore[call-overload]
+
+
+def cli_scan(args: list[str], stdin_path: str | None = None) -> tuple[float, float]:
+    """Seconds and peak RSS (MB) of `cd22scan scan ARGS` in a fresh Python process."""
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-c", CLI_WITH_RSS, "scan", *args, "--out", out, "-q"]
+        t = time.perf_counter()
+        if stdin_path is None:
+            done = run(cmd)
+        else:
+            with open(stdin_path, "rb") as handle:
+                done = run(cmd, stdin=handle)
+        seconds = time.perf_counter() - t
+    rss = next(
+        int(line.split()[1]) for line in done.stderr.decode().splitlines() if "PEAK_RSS_KB" in line
+    )
+    return seconds, rss / 1024
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, int, str, float, str]] = []
+
+    def add(self, label: str, n: int, tool: str, seconds: float, note: str = "") -> None:
+        self.rows.append((label, n, tool, seconds, note))
+        floor = next(
+            (s for lab, _, t, s, _ in self.rows if lab == label and t.startswith("bare")), None
+        )
+        ratio = f"{floor / seconds:5.2f}" if floor else "    -"
+        print(
+            f"{label:22s} {n:>11,d} {tool:30s} {seconds:9.3f} s {n / seconds:>13,.0f}/s  "
+            f"{ratio}  {note}",
+            flush=True,
+        )
+
+    def markdown(self) -> str:
+        lines = [
+            "| input | records | tool | seconds | records/s | vs bare pysam loop | note |",
+            "|---|---:|---|---:|---:|---:|---|",
+        ]
+        for label, n, tool, seconds, note in self.rows:
+            floor = next(
+                (s for lab, _, t, s, _ in self.rows if lab == label and t.startswith("bare")),
+                None,
+            )
+            ratio = f"{floor / seconds:.2f}" if floor else ""
+            lines.append(
+                f"| {label} | {n:,} | {tool} | {seconds:.3f} | {n / seconds:,.0f} | {ratio} | "
+                f"{note} |"
+            )
+        return "\n".join(lines) + "\n"
+
+
+def indexed_input(table: Table, label: str, bam: str, repeats: int, mpileup_max: int) -> None:
+    n = window_loop(bam)
+    table.add(label, n, "bare pysam loop", best_of(repeats, lambda: window_loop(bam)))
+    if shutil.which("samtools"):
+        table.add(
+            label,
+            n,
+            "samtools view -c",
+            best_of(repeats, lambda: run(["samtools", "view", "-c", bam, REGION])),
+        )
+        if n <= mpileup_max:
+            mpileup = ["samtools", "mpileup", "-B", "-A", "-d", "0", "-q", "20", "-Q", "13"]
+            table.add(
+                label,
+                n,
+                "samtools mpileup",
+                best_of(1, lambda: run([*mpileup, "-r", REGION, bam])),
+            )
+        else:
+            print(f"{label}: samtools mpileup skipped above --mpileup-max {mpileup_max:,}")
+    table.add(label, n, "cd22scan.scan (API)", best_of(repeats, lambda: scan(bam)))
+    runs = [cli_scan([bam, "--gene", "CD22"]) for _ in range(repeats)]
+    seconds = min(s for s, _ in runs)
+    rss = max(r for _, r in runs)
+    table.add(label, n, "cd22scan scan (CLI)", seconds, f"peak RSS {rss:.0f} MB")
+
+
+def stream_input(table: Table, label: str, bam: str) -> None:
+    n = whole_file_loop(bam)
+    table.add(label, n, "bare pysam loop (whole file)", best_of(1, lambda: whole_file_loop(bam)))
+    if shutil.which("samtools"):
+        table.add(
+            label,
+            n,
+            "samtools view -c (whole file)",
+            best_of(1, lambda: run(["samtools", "view", "-c", bam])),
+        )
+    seconds, rss = cli_scan([bam, "--gene", "CD22", "--stream"])
+    table.add(label, n, "cd22scan scan --stream", seconds, f"peak RSS {rss:.0f} MB")
+    seconds, rss = cli_scan(["-", "--gene", "CD22"], stdin_path=bam)
+    table.add(label, n, "cat BAM | cd22scan scan -", seconds, f"peak RSS {rss:.0f} MB")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--rna", default="100000,1000000", help="RNA BAM sizes (records)")
+    parser.add_argument("--dna", type=int, default=2000, help="DNA BAM depth (0: none)")
+    parser.add_argument("--stream", type=int, default=0, help="stream BAM size (0: none)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--mpileup-max", type=int, default=1_000_000)
+    parser.add_argument("--markdown", help="also write the table as Markdown here")
     args = parser.parse_args()
-    bam = str(large_bam(args.records))
-    n = bare_pysam_loop(bam)
-    rows = []
-    rows.append(("bare pysam loop", best_of(args.repeats, lambda: bare_pysam_loop(bam))))
-    rows.append(
-        (
-            "samtools view -c",
-            best_of(
-                args.repeats,
-                lambda: subprocess.run(
-                    ["samtools", "view", "-c", bam, REGION], check=True, capture_output=True
-                ),
-            ),
+    table = Table()
+    print(f"{'input':22s} {'records':>11s} {'tool':30s} {'time':>11s} {'throughput':>15s}  ratio")
+    for size in (int(s) for s in args.rna.split(",") if s):
+        indexed_input(table, f"RNA {size:,}", str(large_bam(size)), args.repeats, args.mpileup_max)
+    if args.dna:
+        indexed_input(
+            table, f"DNA {args.dna}x", str(dna_bam(args.dna)), args.repeats, args.mpileup_max
         )
-    )
-    mpileup = [
-        "samtools",
-        "mpileup",
-        "-B",
-        "-A",
-        "-d",
-        "0",
-        "-q",
-        "20",
-        "-Q",
-        "13",
-        "-r",
-        REGION,
-        bam,
-    ]
-    rows.append(
-        (
-            "samtools mpileup",
-            best_of(args.repeats, lambda: subprocess.run(mpileup, check=True, capture_output=True)),
-        )
-    )
-    rows.append(("cd22scan scan", best_of(args.repeats, lambda: scan(bam))))
-    print(f"BAM: {bam}  records in window: {n}")
-    print(f"{'tool':20s} {'seconds':>9s} {'records/s':>12s}")
-    for name, sec in rows:
-        print(f"{name:20s} {sec:9.3f} {n / sec:12,.0f}")
-    t = dict(rows)
-    print(f"scan throughput / bare pysam loop: {t['bare pysam loop'] / t['cd22scan scan']:.2f}")
-    print(f"scan speed-up over samtools mpileup: {t['samtools mpileup'] / t['cd22scan scan']:.1f}x")
-    rss = peak_rss_mb(f"import cd22scan; cd22scan.scan({bam!r})")
-    base = peak_rss_mb("import cd22scan, polars, pysam")
-    print(
-        f"scan peak RSS: {rss:.0f} MB (Python with cd22scan, polars, pysam imported: {base:.0f} MB)"
-    )
+    if args.stream:
+        stream_input(table, f"genome {args.stream:,}", str(stream_bam(args.stream)))
+    if args.markdown:
+        Path(args.markdown).write_text(table.markdown())
+        print(f"table written to {args.markdown}")
 
 
 if __name__ == "__main__":
