@@ -9,6 +9,7 @@ fallback. Filtering and counting happen in the core (docs/counting.md).
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import os
@@ -262,6 +263,11 @@ def _feed_segments(
         if on_batch is not None:
             on_batch(pending_size)
 
+    # Batches keep tens of thousands of new segments alive: with the cyclic garbage collector on,
+    # every 700 allocations would traverse them all (17 % of the reader's time in a profile).
+    # Segments hold no reference cycles, so collection is paused while reading.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cd22scan-core") as pool:
         try:
             batch: list[pysam.AlignedSegment] = []
@@ -284,6 +290,8 @@ def _feed_segments(
             if pending is not None:
                 pending.cancel()
                 # A batch still being counted finishes before the pool shuts down.
+            if gc_was_enabled:
+                gc.enable()
     stats.records_read = n
     stats.records_to_core = sent
     if whole_file:

@@ -206,13 +206,23 @@ fn sam_position(pos0: i64, field: &'static str) -> Result<u32, BamError> {
     Ok((pos0 + 1) as u32)
 }
 
+/// Both letters of every packed byte (high nibble first).
+const SEQ_PAIRS: [[u8; 2]; 256] = {
+    let mut pairs = [[0u8; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        pairs[byte] = [SEQ_LETTERS[byte >> 4], SEQ_LETTERS[byte & 0xF]];
+        byte += 1;
+    }
+    pairs
+};
+
 /// Expand `n` 4-bit bases (two per byte, high nibble first) into SAM letters.
 fn expand_seq(packed: &[u8], n: usize, out: &mut Vec<u8>) {
     out.clear();
-    out.reserve(n + 1);
-    for &byte in packed {
-        out.push(SEQ_LETTERS[usize::from(byte >> 4)]);
-        out.push(SEQ_LETTERS[usize::from(byte & 0xF)]);
+    out.resize(packed.len() * 2, 0);
+    for (pair, &byte) in out.chunks_exact_mut(2).zip(packed) {
+        pair.copy_from_slice(&SEQ_PAIRS[usize::from(byte)]);
     }
     out.truncate(n);
 }

@@ -83,9 +83,10 @@ impl SegmentRecord {
     }
 }
 
-/// A batch of segments, each kept alive, with their records.
+/// A batch of segments, kept alive, with their records.
 pub struct SegmentBatch<'py> {
-    _segments: Vec<Bound<'py, PyAny>>,
+    /// Keeps every segment of the batch alive.
+    _owned: Bound<'py, PyList>,
     records: Vec<SegmentRecord>,
     mapped: u64,
 }
@@ -104,34 +105,41 @@ impl<'py> SegmentBatch<'py> {
                 "segment layout not verified: call segment_layout_matches() on a segment first",
             ));
         }
-        let mut segments = Vec::with_capacity(list.len());
-        let mut records = Vec::with_capacity(list.len());
+        // A private copy of the list owns a reference to every segment (one C-level slice), so
+        // items are read through borrowed pointers: no per-item reference counting calls.
+        let owned = list.get_slice(0, list.len());
+        let mut records = Vec::with_capacity(owned.len());
         let mut mapped = 0;
-        for (index, segment) in list.iter().enumerate() {
-            if segment.get_type().as_ptr() as usize != verified {
+        for index in 0..owned.len() {
+            // SAFETY: `index` is in bounds of `owned`, which nothing else can reach or change;
+            // the returned reference is borrowed from it and `owned` outlives this loop.
+            let item = unsafe {
+                let pointer = pyo3::ffi::PyList_GetItem(owned.as_ptr(), index as isize);
+                pyo3::Borrowed::from_ptr_or_err(list.py(), pointer)?
+            };
+            if item.get_type().as_ptr() as usize != verified {
                 return Err(PyTypeError::new_err(format!(
                     "item {index} of the batch is a {}, not a pysam AlignedSegment",
-                    segment.get_type()
+                    item.get_type()
                 )));
             }
             // SAFETY: the type is the one whose layout check_layout verified.
-            let record = unsafe { read_record(&segment) }.ok_or_else(|| {
+            let record = unsafe { read_record(item.as_any()) }.ok_or_else(|| {
                 PyTypeError::new_err(format!("item {index} of the batch has no htslib record"))
             })?;
             if record.core.flag & 0x4 == 0 {
                 mapped += 1;
             }
             if let Some((tid, window)) = only_window {
-                // SAFETY: `segment` is alive here.
+                // SAFETY: `owned` keeps the segment alive.
                 if !unsafe { may_overlap(&record, tid, window) } {
                     continue;
                 }
             }
             records.push(record);
-            segments.push(segment);
         }
         Ok(Self {
-            _segments: segments,
+            _owned: owned,
             records,
             mapped,
         })
