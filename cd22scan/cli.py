@@ -220,7 +220,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     write_parquet(comparison.events, out / "events.parquet")
     write_tsv(comparison.verdict, out / "verdict.tsv")
     from cd22scan.report_html import write_pair_report
+    from cd22scan.vcf_outputs import write_pair_vcf
 
+    write_pair_vcf(comparison, baseline, out / "variants.vcf.gz")
     report = write_pair_report(comparison, baseline, relapse, out / "report.html")
     log.info("report: %s", report)
     log.info("%s: %s", comparison.pair, comparison.verdict["verdict"][0])
@@ -296,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="baseline vs relapse of one patient",
         description="Compare a baseline and a relapse sample (scan directories or BAMs, which "
-        "are scanned first); write events.tsv/.parquet and verdict.tsv to --out.",
+        "are scanned first); write events.tsv/.parquet, verdict.tsv, variants.vcf.gz and "
+        "report.html to --out.",
     )
     p_cmp.add_argument("--baseline", required=True, help="scan directory or BAM/CRAM/SAM")
     p_cmp.add_argument("--relapse", required=True, help="scan directory or BAM/CRAM/SAM")

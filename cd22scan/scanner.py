@@ -174,6 +174,7 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
             lib_size = library_size(source)
         fmt = source.format
         display = source.display_name
+        contig_length = source.contigs[model.contig]
     fetch = reference_fetch(params.reference, model.contig)
     strandedness = resolve_strandedness(params.strand, result.strand_evidence, model.strand)
     reference_bases = fetch(window_start0, window_end0) if fetch else ""
@@ -198,6 +199,7 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
         "transcript_selection": model.selection,
         "build": model.build,
         "contig": model.contig,
+        "contig_length": contig_length,
         "strand": model.strand,
         "window": {"start": window_start0 + 1, "end": window_end0},
         "parameters": {
