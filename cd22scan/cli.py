@@ -346,16 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
+    from cd22scan.console import setup_logging
+
     level = logging.INFO
     if args.quiet:
         level = logging.WARNING
     elif args.verbose:
         level = logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("cd22scan: %(message)s"))
-    log.handlers[:] = [handler]
-    log.setLevel(level)
-    log.propagate = False
+    setup_logging(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
