@@ -244,9 +244,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_workflow(args: argparse.Namespace) -> int:
-    from cd22scan.workflow_files import snakefile_path
+    from cd22scan import workflow_files
 
-    print(snakefile_path())
+    if args.what == "path":
+        print(workflow_files.snakefile_path())
+    elif args.what == "compare-pair":
+        workflow_files.compare_pair(args.samplesheet, args.out, args.pair, args.compare_args)
+    else:
+        workflow_files.aggregate_cohort(args.samplesheet, args.out, args.compare_args)
     return 0
 
 
@@ -325,12 +330,30 @@ def build_parser() -> argparse.ArgumentParser:
     p_wf = sub.add_parser(
         "workflow",
         parents=[common],
-        help="where the shipped Snakemake workflow is",
+        help="the shipped Snakemake workflow: its path, and the steps its rules run",
         description="Print the path of the Snakefile shipped with cd22scan, for "
-        'snakemake --snakefile "$(cd22scan workflow path)" --config samplesheet=S out=DIR',
+        'snakemake --snakefile "$(cd22scan workflow path)" --config samplesheet=S out=DIR; '
+        "compare-pair and cohort are the workflow's steps (what run does for one pair / for the "
+        "cohort, from the scans in OUT).",
     )
-    p_wf.add_argument("what", choices=["path"], help="path: print the Snakefile's location")
-    p_wf.set_defaults(func=_cmd_workflow)
+    wf_steps = p_wf.add_subparsers(dest="what", metavar="STEP", required=True)
+    wf_path = wf_steps.add_parser("path", parents=[common], help="print the Snakefile's location")
+    wf_path.set_defaults(func=_cmd_workflow)
+    for step, text in (
+        ("compare-pair", "compare one pair of the sheet into OUT/pairs (the workflow's step)"),
+        ("cohort", "write the cohort files from OUT/pairs and OUT/scans (the workflow's step)"),
+    ):
+        p_step = wf_steps.add_parser(step, parents=[common], help=text, description=text)
+        p_step.add_argument("samplesheet", help="the sample sheet of the workflow")
+        p_step.add_argument("out", help="the workflow's output directory")
+        if step == "compare-pair":
+            p_step.add_argument("pair", help="pair name, BASELINE_vs_RELAPSE")
+        p_step.add_argument(
+            "--compare-args",
+            default="",
+            help="threshold options as for compare, one string: --compare-args='--max-q 0.01'",
+        )
+        p_step.set_defaults(func=_cmd_workflow)
 
     p_demo = sub.add_parser(
         "demo",
