@@ -156,7 +156,7 @@ VERDICT_COLUMNS = {
 
 # Comparison.mutations: one row per tested allele and sample (long form, the two samples of the
 # pair), the counts of ``variants.call_variants`` plus the allele's test from the events frame.
-MUTATION_COLUMNS = {
+MUTATION_COLUMNS: dict[str, type[pl.DataType]] = {
     **VARIANT_COLUMNS,
     "feature": pl.Utf8,
     "effect": pl.Float64,
