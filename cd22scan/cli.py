@@ -220,7 +220,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     write_parquet(comparison.events, out / "events.parquet")
     write_tsv(comparison.verdict, out / "verdict.tsv")
     from cd22scan.report_html import write_pair_report
+    from cd22scan.vcf_outputs import write_pair_vcf
 
+    write_pair_vcf(comparison, baseline, out / "variants.vcf.gz")
     report = write_pair_report(comparison, baseline, relapse, out / "report.html")
     log.info("report: %s", report)
     log.info("%s: %s", comparison.pair, comparison.verdict["verdict"][0])
@@ -242,9 +244,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_workflow(args: argparse.Namespace) -> int:
-    from cd22scan.workflow_files import snakefile_path
+    from cd22scan import workflow_files
 
-    print(snakefile_path())
+    if args.what == "path":
+        print(workflow_files.snakefile_path())
+    elif args.what == "compare-pair":
+        workflow_files.compare_pair(args.samplesheet, args.out, args.pair, args.compare_args)
+    else:
+        workflow_files.aggregate_cohort(args.samplesheet, args.out, args.compare_args)
     return 0
 
 
@@ -296,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="baseline vs relapse of one patient",
         description="Compare a baseline and a relapse sample (scan directories or BAMs, which "
-        "are scanned first); write events.tsv/.parquet and verdict.tsv to --out.",
+        "are scanned first); write events.tsv/.parquet, verdict.tsv, variants.vcf.gz and "
+        "report.html to --out.",
     )
     p_cmp.add_argument("--baseline", required=True, help="scan directory or BAM/CRAM/SAM")
     p_cmp.add_argument("--relapse", required=True, help="scan directory or BAM/CRAM/SAM")
@@ -322,12 +330,30 @@ def build_parser() -> argparse.ArgumentParser:
     p_wf = sub.add_parser(
         "workflow",
         parents=[common],
-        help="where the shipped Snakemake workflow is",
+        help="the shipped Snakemake workflow: its path, and the steps its rules run",
         description="Print the path of the Snakefile shipped with cd22scan, for "
-        'snakemake --snakefile "$(cd22scan workflow path)" --config samplesheet=S out=DIR',
+        'snakemake --snakefile "$(cd22scan workflow path)" --config samplesheet=S out=DIR; '
+        "compare-pair and cohort are the workflow's steps (what run does for one pair / for the "
+        "cohort, from the scans in OUT).",
     )
-    p_wf.add_argument("what", choices=["path"], help="path: print the Snakefile's location")
-    p_wf.set_defaults(func=_cmd_workflow)
+    wf_steps = p_wf.add_subparsers(dest="what", metavar="STEP", required=True)
+    wf_path = wf_steps.add_parser("path", parents=[common], help="print the Snakefile's location")
+    wf_path.set_defaults(func=_cmd_workflow)
+    for step, text in (
+        ("compare-pair", "compare one pair of the sheet into OUT/pairs (the workflow's step)"),
+        ("cohort", "write the cohort files from OUT/pairs and OUT/scans (the workflow's step)"),
+    ):
+        p_step = wf_steps.add_parser(step, parents=[common], help=text, description=text)
+        p_step.add_argument("samplesheet", help="the sample sheet of the workflow")
+        p_step.add_argument("out", help="the workflow's output directory")
+        if step == "compare-pair":
+            p_step.add_argument("pair", help="pair name, BASELINE_vs_RELAPSE")
+        p_step.add_argument(
+            "--compare-args",
+            default="",
+            help="threshold options as for compare, one string: --compare-args='--max-q 0.01'",
+        )
+        p_step.set_defaults(func=_cmd_workflow)
 
     p_demo = sub.add_parser(
         "demo",
@@ -343,16 +369,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
+    from cd22scan.console import setup_logging
+
     level = logging.INFO
     if args.quiet:
         level = logging.WARNING
     elif args.verbose:
         level = logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("cd22scan: %(message)s"))
-    log.handlers[:] = [handler]
-    log.setLevel(level)
-    log.propagate = False
+    setup_logging(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,12 +18,14 @@ from pathlib import Path
 import polars as pl
 
 from cd22scan.compare import Comparison, Thresholds, compare_samples
+from cd22scan.console import progress, setup_worker
 from cd22scan.errors import Cd22scanError, InputError
 from cd22scan.multiqc import sample_metrics, write_multiqc_files
 from cd22scan.outputs import prepare_out_dir, write_json, write_parquet, write_scan, write_tsv
 from cd22scan.report_html import write_cohort_report, write_pair_report
 from cd22scan.scandir import load_scan
 from cd22scan.scanner import ScanParams, ScanResult, scan
+from cd22scan.vcf_outputs import write_pair_vcf
 
 log = logging.getLogger("cd22scan")
 
@@ -127,26 +129,76 @@ def scan_all(rows: list[SheetRow], params: ScanParams, scans_dir: Path, jobs: in
     if not todo:
         return
     errors: list[str] = []
-    done = 0
-    if jobs <= 1:
-        for row in todo:
-            _, error = _scan_worker(row, params, scans_dir)
-            done += 1
-            log.info("[%d/%d] scanned %s", done, len(todo), row.sample)
-            if error:
-                errors.append(error)
-    else:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=_SPAWN) as pool:
-            futures = [pool.submit(_scan_worker, row, params, scans_dir) for row in todo]
-            for future in as_completed(futures):
-                sample, error = future.result()
-                done += 1
-                log.info("[%d/%d] scanned %s", done, len(todo), sample)
-                if error:
-                    errors.append(error)
+
+    def finished(sample: str, error: str | None) -> None:
+        bar.update(1)
+        log.info("[%d/%d] scanned %s", bar.n, len(todo), sample)
+        if error:
+            errors.append(error)
+
+    with progress("samples scanned", unit=" samples", total=len(todo)) as bar:
+        if jobs <= 1:
+            for row in todo:
+                finished(*_scan_worker(row, params, scans_dir))
+        else:
+            with ProcessPoolExecutor(
+                max_workers=jobs,
+                mp_context=_SPAWN,
+                initializer=setup_worker,
+                initargs=(log.getEffectiveLevel(),),
+            ) as pool:
+                futures = [pool.submit(_scan_worker, row, params, scans_dir) for row in todo]
+                for future in as_completed(futures):
+                    finished(*future.result())
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise InputError(errors[0] + more)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One baseline × relapse comparison of a patient."""
+
+    patient: str
+    baseline: str
+    relapse: str
+
+    @property
+    def name(self) -> str:  # Comparison.pair
+        return f"{self.baseline}_vs_{self.relapse}"
+
+
+def plan_cohort(rows: list[SheetRow]) -> tuple[list[Pair], list[dict[str, str]], list[str]]:
+    """Pairs to compare, unpaired samples and patients, in the order ``run_cohort`` uses
+    (patients sorted; each baseline × each relapse in sheet order)."""
+    by_patient: dict[str, dict[str, list[SheetRow]]] = {}
+    for row in rows:
+        group = by_patient.setdefault(row.patient, {t: [] for t in TIMEPOINTS})
+        group[row.timepoint].append(row)
+    pairs: list[Pair] = []
+    unpaired: list[dict[str, str]] = []
+    for patient in sorted(by_patient):
+        group = by_patient[patient]
+        if not group["baseline"] or not group["relapse"]:
+            missing = "baseline" if not group["baseline"] else "relapse"
+            for row in group["baseline"] + group["relapse"]:
+                unpaired.append(
+                    {"patient": patient, "sample": row.sample, "timepoint": row.timepoint,
+                     "reason": f"no {missing} sample for this patient"}
+                )  # fmt: skip
+            continue
+        for base in group["baseline"]:
+            for rel in group["relapse"]:
+                pairs.append(Pair(patient, base.sample, rel.sample))
+    names: dict[str, Pair] = {}
+    for pair in pairs:
+        if pair.name in names:
+            raise InputError(
+                f"pair name {pair.name!r} is ambiguous ({names[pair.name]} and {pair}); "
+                "rename a sample"
+            )
+        names[pair.name] = pair
+    return pairs, unpaired, sorted(by_patient)
 
 
 def _load(row: SheetRow, scans_dir: Path) -> ScanResult:
@@ -191,6 +243,21 @@ def write_pair_tables(
     return ev, vd
 
 
+def write_pair_outputs(
+    pairs_dir: Path,
+    patient: str,
+    comparison: Comparison,
+    baseline: ScanResult,
+    relapse: ScanResult,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Everything `run` writes for one pair: PAIR.report.html, PAIR.variants.vcf.gz (+ .tbi),
+    PAIR.events.tsv and PAIR.verdict.tsv (returned, with the patient column)."""
+    pair = comparison.pair
+    write_pair_report(comparison, baseline, relapse, pairs_dir / f"{pair}.report.html")
+    write_pair_vcf(comparison, baseline, pairs_dir / f"{pair}.variants.vcf.gz")
+    return write_pair_tables(pairs_dir, patient, pair, comparison.events, comparison.verdict)
+
+
 def write_cohort_tables(
     out: Path,
     events: list[pl.DataFrame],
@@ -224,6 +291,28 @@ def write_cohort_tables(
     return written, all_verdicts, summary
 
 
+def write_cohort_outputs(
+    out: Path,
+    events: list[pl.DataFrame],
+    verdicts: list[pl.DataFrame],
+    unpaired: list[dict[str, str]],
+    patients: list[str],
+    thresholds: Thresholds,
+    scans: list[ScanResult],
+) -> dict[str, Path]:
+    """Everything `run` writes for the cohort (also the Snakemake cohort step): the tables of
+    ``write_cohort_tables``, report.html and the MultiQC files; ``scans``: every sample."""
+    written, all_verdicts, summary = write_cohort_tables(
+        out, events, verdicts, unpaired, patients, thresholds, len(scans)
+    )
+    written["report"] = write_cohort_report(out)
+    written["multiqc"] = out
+    write_multiqc_files(out, all_verdicts, [sample_metrics(result) for result in scans])
+    for line in summary["text"].to_list():
+        log.info("%s", line)
+    return written
+
+
 def run_cohort(
     sheet: str | Path,
     out_dir: str | Path,
@@ -239,43 +328,21 @@ def run_cohort(
     scans_dir = prepare_out_dir(out / "scans")
     log.info("scanning %d samples with %d job(s)", len(rows), jobs)
     scan_all(rows, params, scans_dir, jobs)
-    by_patient: dict[str, dict[str, list[SheetRow]]] = {}
-    for row in rows:
-        by_patient.setdefault(row.patient, {"baseline": [], "relapse": []})[row.timepoint].append(
-            row
-        )
-    events, verdicts, unpaired = [], [], []
+    pairs, unpaired, patients = plan_cohort(rows)
+    for row in unpaired:
+        log.warning("%s: %s: scanned, not compared", row["sample"], row["reason"])
+    by_name = {row.sample: row for row in rows}
+    events, verdicts = [], []
     pairs_dir = prepare_out_dir(out / "pairs")
-    for patient in sorted(by_patient):
-        group = by_patient[patient]
-        if not group["baseline"] or not group["relapse"]:
-            missing = "baseline" if not group["baseline"] else "relapse"
-            for row in group["baseline"] + group["relapse"]:
-                unpaired.append(
-                    {"patient": patient, "sample": row.sample, "timepoint": row.timepoint,
-                     "reason": f"no {missing} sample for this patient"}
-                )  # fmt: skip
-            log.warning("patient %s has no %s sample: scanned, not compared", patient, missing)
-            continue
-        for base in group["baseline"]:
-            for rel in group["relapse"]:
-                base_scan, rel_scan = _load(base, scans_dir), _load(rel, scans_dir)
-                comparison: Comparison = compare_samples(base_scan, rel_scan, thresholds=thresholds)
-                write_pair_report(
-                    comparison, base_scan, rel_scan, pairs_dir / f"{comparison.pair}.report.html"
-                )
-                ev, vd = write_pair_tables(
-                    pairs_dir, patient, comparison.pair, comparison.events, comparison.verdict
-                )
-                events.append(ev)
-                verdicts.append(vd)
-    written, all_verdicts, summary = write_cohort_tables(
-        out, events, verdicts, unpaired, sorted(by_patient), thresholds, len(rows)
-    )
-    written["report"] = write_cohort_report(out)
-    per_sample = [sample_metrics(_load(row, scans_dir)) for row in rows]
-    written["multiqc"] = out
-    write_multiqc_files(out, all_verdicts, per_sample)
-    for line in summary["text"].to_list():
-        log.info("%s", line)
-    return written
+    with progress("pairs compared", unit=" pairs", total=len(pairs)) as bar:
+        for pair in pairs:
+            base_scan = _load(by_name[pair.baseline], scans_dir)
+            rel_scan = _load(by_name[pair.relapse], scans_dir)
+            comparison: Comparison = compare_samples(base_scan, rel_scan, thresholds=thresholds)
+            ev, vd = write_pair_outputs(pairs_dir, pair.patient, comparison, base_scan, rel_scan)
+            log.debug("%s: %s", pair.name, comparison.verdict["verdict"][0])
+            events.append(ev)
+            verdicts.append(vd)
+            bar.update(1)
+    scans = [_load(row, scans_dir) for row in rows]
+    return write_cohort_outputs(out, events, verdicts, unpaired, patients, thresholds, scans)

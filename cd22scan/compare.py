@@ -77,11 +77,13 @@ from cd22scan.stats import (
     poisson_rate_test,
     rho_from_nb_dispersion,
 )
+from cd22scan.variants import COLUMNS as VARIANT_COLUMNS
 from cd22scan.variants import call_variants
 
 __all__ = [
     "EVENT_COLUMNS",
     "EVENT_TYPES",
+    "MUTATION_COLUMNS",
     "PROTEIN_ALTERING",
     "VERDICT_COLUMNS",
     "Comparison",
@@ -152,6 +154,19 @@ VERDICT_COLUMNS = {
     "thresholds": pl.Utf8,
 }
 
+# Comparison.mutations: one row per tested allele and sample (long form, the two samples of the
+# pair), the counts of ``variants.call_variants`` plus the allele's test from the events frame.
+MUTATION_COLUMNS: dict[str, type[pl.DataType]] = {
+    **VARIANT_COLUMNS,
+    "feature": pl.Utf8,
+    "effect": pl.Float64,
+    "p_value": pl.Float64,
+    "q_value": pl.Float64,
+    "called": pl.Boolean,
+}
+_ANNOTATION = ("gene", "transcript", "contig", "kind", "consequence", "hgvs_c", "hgvs_p")
+_ANNOTATION_NUMBERS = ("exon", "intron")
+
 NO_EVIDENCE = "no evidence of antigen loss, mutation or aberrant splicing"
 # Candidate alleles: the per-sample calling defaults of variants.call_variants.
 _CANDIDATE_MIN_ALT = 3
@@ -195,6 +210,8 @@ class Comparison:
     events: pl.DataFrame
     verdict: pl.DataFrame
     thresholds: Thresholds = field(default_factory=Thresholds)
+    # the mutation rows of ``events`` as alleles, one row per allele and sample (VCF writer)
+    mutations: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=MUTATION_COLUMNS))
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -380,9 +397,24 @@ def _site_depth(bases: pl.DataFrame, pos: int) -> int:
     return int(hit["depth"][0]) if hit.height else 0
 
 
+def _allele_row(
+    note: dict[str, Any], seen: dict[str, Any] | None, sample: str, depth: int
+) -> dict[str, Any]:
+    """One sample's counts of a tested allele; an allele it does not show has 0 alt reads over
+    the site's depth. Annotation comes from ``note`` so both samples' rows agree."""
+    if seen is not None:
+        row = dict(seen)
+    else:
+        row = {**note, "sample": sample, "depth": depth, "alt_reads": 0, "alt_forward": 0,
+               "alt_reverse": 0, "vaf": 0.0 if depth else None, "strand_bias_p": None}  # fmt: skip
+    row.update({k: note[k] for k in (*_ANNOTATION, *_ANNOTATION_NUMBERS)})
+    return row
+
+
 def _mutation_rows(
     b: ScanResult, r: ScanResult, fetch_b: RefFetch | None, fetch_r: RefFetch | None, t: Thresholds
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """The mutation event rows and, for each, the (baseline, relapse) allele rows."""
     # Every allele seen at all (min_alt 1, VAF 0), so the other sample's counts can be looked up.
     calls_b = call_variants(
         b.bases, b.indels, b.model, fetch_b, sample=b.sample, min_alt=1, min_vaf=0.0
@@ -401,6 +433,7 @@ def _mutation_rows(
         {k for k, x in vb.items() if candidate(x)} | {k for k, x in vr.items() if candidate(x)}
     )
     rows = []
+    alleles = []
     for allele in keys:
         pos, ref, alt = allele
         xb, xr = vb.get(allele), vr.get(allele)
@@ -424,7 +457,13 @@ def _mutation_rows(
                 hgvs_p=note["hgvs_p"],
             )
         )
-    return rows
+        alleles.append(
+            (
+                _allele_row(note, xb, b.sample, max(nb, kb)),
+                _allele_row(note, xr, r.sample, max(nr, kr)),
+            )
+        )
+    return rows, alleles
 
 
 # --- calling and verdict -------------------------------------------------------------------------
@@ -524,19 +563,20 @@ def compare_samples(
         )
     pair = f"{baseline.sample}_vs_{relapse.sample}"
     fb, fr = call_events(baseline), call_events(relapse)
+    mutation_rows, alleles = _mutation_rows(
+        baseline,
+        relapse,
+        _fetch_for(baseline, baseline_fetch),
+        _fetch_for(relapse, relapse_fetch),
+        t,
+    )
     rows = [
         *_expression_rows(baseline, relapse, t),
         *_exon_rows(fb["expression"], fr["expression"], t),
         *_skipping_rows(fb, fr, t),
         *_retention_rows(fb, fr, t),
         *_novel_rows(fb, fr, baseline, relapse, t),
-        *_mutation_rows(
-            baseline,
-            relapse,
-            _fetch_for(baseline, baseline_fetch),
-            _fetch_for(relapse, relapse_fetch),
-            t,
-        ),
+        *mutation_rows,
     ]
     qvalues = benjamini_hochberg([row["p_value"] for row in rows])
     for row, q in zip(rows, qvalues, strict=True):
@@ -548,6 +588,16 @@ def compare_samples(
     rank = {kind: i for i, kind in enumerate(EVENT_TYPES)}
     rows.sort(key=lambda row: rank[row["event_type"]])
     events = pl.DataFrame(rows, schema=EVENT_COLUMNS, orient="row")
+    tested = ("feature", "effect", "p_value", "q_value", "called")
+    mutations = pl.DataFrame(
+        [
+            {**allele, **{k: event[k] for k in tested}}
+            for event, pair_rows in zip(mutation_rows, alleles, strict=True)
+            for allele in pair_rows
+        ],
+        schema=MUTATION_COLUMNS,
+        orient="row",
+    )
     mechanisms = {_mechanism(row) for row in rows}
     verdict = pl.DataFrame(
         [
@@ -574,4 +624,5 @@ def compare_samples(
         events=events,
         verdict=verdict,
         thresholds=t,
+        mutations=mutations,
     )

@@ -15,6 +15,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from cd22scan.console import progress, setup_worker
 from cd22scan.outputs import prepare_out_dir
 from cd22scan.scanner import ScanParams
 from cd22scan.simulate import add_background_reads, cd22_grch38, simulate
@@ -85,11 +86,23 @@ def make_demo_cohort(data_dir: Path, seed: int, jobs: int = 2) -> Path:
                 (data_dir, patient, timepoint, spec, seed * 100 + i, seed * 100 + i * 2 + j)
             )
     log.info("simulating %d samples over CD22 (GRCh38)", len(tasks))
-    if jobs > 1:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=_SPAWN) as pool:
-            done = list(pool.map(_simulate_sample, tasks))
-    else:
-        done = [_simulate_sample(t) for t in tasks]
+    with progress("samples simulated", unit=" samples", total=len(tasks)) as bar:
+        if jobs > 1:
+            with ProcessPoolExecutor(
+                max_workers=jobs,
+                mp_context=_SPAWN,
+                initializer=setup_worker,
+                initargs=(log.getEffectiveLevel(),),
+            ) as pool:
+                done = []
+                for result in pool.map(_simulate_sample, tasks):
+                    done.append(result)
+                    bar.update(1)
+        else:
+            done = []
+            for task in tasks:
+                done.append(_simulate_sample(task))
+                bar.update(1)
     references = {patient: ref for patient, _s, tp, _b, ref in done if tp == "baseline"}
     rows = ["patient\tsample\ttimepoint\tpath\treference"]
     for patient, sample, timepoint, bam, _ref in done:

@@ -9,9 +9,10 @@ name and renamed when complete (``outputs.atomic_path``), the VCF's index before
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,10 @@ from cd22scan.outputs import atomic_path, write_json
 
 __all__ = ["write_junctions_bed12", "write_summary_json", "write_vcf"]
 
-# INFO fields: (ID, Number, Type, Description, variant-frame column)
-INFO_FIELDS: tuple[tuple[str, str, str, str, str], ...] = (
+InfoField = tuple[str, str, str, str, str]
+"""An INFO field: (ID, Number, Type, Description, variant-frame column)."""
+
+INFO_FIELDS: tuple[InfoField, ...] = (
     ("GENE", "1", "String", "Gene symbol", "gene"),
     ("TRANSCRIPT", "1", "String", "Transcript the consequence is given on", "transcript"),
     ("KIND", "1", "String", "Allele kind (snv, insertion, deletion)", "kind"),
@@ -75,7 +78,11 @@ def _meta_text(value: Any) -> str:
 
 
 def _vcf_header(
-    contigs: dict[str, int], sample: str, reference: str | None, source_info: dict[str, Any]
+    contigs: dict[str, int | None],
+    samples: Sequence[str],
+    reference: str | None,
+    source_info: dict[str, Any],
+    info_fields: Sequence[InfoField],
 ) -> pysam.VariantHeader:
     header = pysam.VariantHeader()
     header.add_meta("source", "cd22scan")
@@ -87,16 +94,17 @@ def _vcf_header(
         safe_key = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in str(key))
         header.add_meta(f"cd22scan_{safe_key}", _meta_text(value))
     for name, length in contigs.items():
-        header.contigs.add(name, length=int(length))
-    for field_id, number, kind, description, _ in INFO_FIELDS:
+        header.contigs.add(name, length=None if length is None else int(length))
+    for field_id, number, kind, description, _ in info_fields:
         header.info.add(field_id, number, kind, description)
     for field_id, number, kind, description in FORMAT_FIELDS:
         header.formats.add(field_id, number, kind, description)
-    header.add_sample(sample)
+    for sample in samples:
+        header.add_sample(sample)
     return header
 
 
-def _sorted_rows(variants: pl.DataFrame, contigs: dict[str, int]) -> list[dict[str, Any]]:
+def _sorted_rows(variants: pl.DataFrame, contigs: dict[str, int | None]) -> list[dict[str, Any]]:
     if variants.height == 0:
         return []
     unknown = sorted(set(variants["contig"].to_list()) - set(contigs))
@@ -111,16 +119,25 @@ def _sorted_rows(variants: pl.DataFrame, contigs: dict[str, int]) -> list[dict[s
     return rows
 
 
-def _fill_record(record: Any, row: dict[str, Any], sample: str) -> None:
-    for field_id, _, kind, _, column in INFO_FIELDS:
+def _fill_info(record: Any, row: dict[str, Any], info_fields: Sequence[InfoField]) -> None:
+    for field_id, _, kind, _, column in info_fields:
         value = row.get(column)
         if value is None or (kind == "Float" and value != value):  # null or NaN
+            continue
+        if kind == "Flag":
+            if value:
+                record.info[field_id] = True
             continue
         if kind == "String":
             value = _info_text(str(value))
         record.info[field_id] = value
+
+
+def _fill_call(record: Any, row: dict[str, Any] | None, sample: str) -> None:
     call = record.samples[sample]
     call["GT"] = (None, None)
+    if row is None:  # the sample has no row for this allele: all values missing
+        return
     depth = row.get("depth")
     alt_reads = row.get("alt_reads")
     if depth is not None:
@@ -143,26 +160,40 @@ def _fill_record(record: Any, row: dict[str, Any], sample: str) -> None:
             call[field_id] = (None if ref_n is None else int(ref_n), int(alt_n))
 
 
+def _allele_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["contig"], int(row["pos"]), str(row["ref"]), str(row["alt"]))
+
+
 def write_vcf(
     variants: pl.DataFrame,
     path: str | os.PathLike[str],
     *,
-    contigs: dict[str, int],
-    sample: str,
+    contigs: dict[str, int | None],
+    sample: str | Sequence[str],
     reference: str | None = None,
     source_info: dict[str, Any] | None = None,
+    extra_info: Sequence[InfoField] = (),
 ) -> Path:
     """Write ``variants`` (``variants.call_variants`` frame) as a sorted, bgzipped VCFv4.2 with a
     tabix index beside it (``PATH.tbi``). ``path`` should end in ``.vcf.gz``.
 
     One record per allele; GT is ``./.`` (cd22scan counts alleles, it does not genotype).
-    ``contigs`` ({name: length}, header order = sort order) must hold every variant contig;
-    ``source_info`` items become ``##cd22scan_KEY=VALUE`` header lines. An empty frame gives a
-    valid header-only VCF.
+    ``sample`` is one name (every row is that sample's) or several names: then the frame is in
+    long form, rows are matched to sample columns by their ``sample`` column, the rows of one
+    allele (contig, pos, ref, alt) make one record whose INFO comes from its first row, and a
+    sample without a row gets missing values. ``contigs`` ({name: length or None}, header order
+    = sort order) must hold every variant contig; ``source_info`` items become
+    ``##cd22scan_KEY=VALUE`` header lines; ``extra_info`` adds INFO fields (ID, Number, Type,
+    Description, column) after ``INFO_FIELDS`` (Type Flag: set when the column is true). An empty
+    frame gives a valid header-only VCF.
     """
     final = Path(path)
+    samples = [sample] if isinstance(sample, str) else list(sample)
+    if not samples or len(set(samples)) != len(samples):
+        raise ValueError(f"VCF samples must be distinct and at least one; got {samples}")
+    info_fields = (*INFO_FIELDS, *extra_info)
     rows = _sorted_rows(variants, contigs)
-    header = _vcf_header(contigs, sample, reference, source_info or {})
+    header = _vcf_header(contigs, samples, reference, source_info or {}, info_fields)
     final.parent.mkdir(parents=True, exist_ok=True)
     try:
         work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
@@ -171,14 +202,21 @@ def write_vcf(
     try:
         plain = work / "out.vcf"
         with pysam.VariantFile(str(plain), "w", header=header) as vcf:
-            for row in rows:
-                ref, alt = str(row["ref"]), str(row["alt"])
+            for _, group in itertools.groupby(rows, key=_allele_key):
+                alleles = list(group)
+                first = alleles[0]
                 record = vcf.new_record(
-                    contig=row["contig"],
-                    start=int(row["pos"]) - 1,  # pysam is 0-based; VCF POS = start + 1
-                    alleles=(ref, alt),
+                    contig=first["contig"],
+                    start=int(first["pos"]) - 1,  # pysam is 0-based; VCF POS = start + 1
+                    alleles=(str(first["ref"]), str(first["alt"])),
                 )
-                _fill_record(record, row, sample)
+                _fill_info(record, first, info_fields)
+                if len(samples) == 1:
+                    _fill_call(record, first, samples[0])
+                else:
+                    by_sample = {row.get("sample"): row for row in alleles}
+                    for name in samples:
+                        _fill_call(record, by_sample.get(name), name)
                 vcf.write(record)
         gz = Path(pysam.tabix_index(str(plain), preset="vcf", force=True, keep_original=False))
         tbi = Path(f"{gz}.tbi")

@@ -74,8 +74,8 @@ def prepare_out_dir(out_dir: str | os.PathLike[str]) -> Path:
 
 
 def write_scan(result: Any, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write NAME.exons.tsv, .junctions.tsv, .introns.tsv, .indels.tsv, .bases.parquet and
-    NAME.summary.json (last) into ``out_dir``."""
+    """Write NAME.exons.tsv, .junctions.tsv, .introns.tsv, .indels.tsv, .bases.parquet,
+    .junctions.bed, .variants.vcf.gz (+ .tbi) and NAME.summary.json (last) into ``out_dir``."""
     path = prepare_out_dir(out_dir)
     name = result.sample
     written = {
@@ -90,6 +90,9 @@ def write_scan(result: Any, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     written["junctions_bed"] = write_junctions_bed12(
         result.junctions, path / f"{name}.junctions.bed"
     )
+    from cd22scan.vcf_outputs import write_scan_vcf
+
+    written["vcf"] = write_scan_vcf(result, path / f"{name}.variants.vcf.gz")
     # The summary goes last: its presence marks a complete scan directory.
     written["summary"] = write_json(result.summary, path / f"{name}.summary.json")
     return written

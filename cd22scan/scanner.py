@@ -23,6 +23,7 @@ from cd22scan.annotation import (
     check_model_against_header,
     load_gtf,
 )
+from cd22scan.console import progress
 from cd22scan.contigs import detect_build, resolve_contig
 from cd22scan.errors import AnnotationError, InputError, UsageError
 from cd22scan.reader import AlignmentSource, feed_window, library_size, open_alignments
@@ -147,6 +148,10 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
     with open_alignments(path, params.reference, threads=params.threads) as source:
         model = choose_model(params, source)
         sample = params.sample or source.default_sample_name()
+        log.debug(
+            "%s: %s %s (%s) on %s, build %s", sample, model.gene, model.transcript,
+            model.selection, model.contig, model.build,
+        )  # fmt: skip
         window_start0, window_end0 = model.window(params.padding)
         window_end0 = min(window_end0, source.contigs[model.contig])
         if not source.has_index and not params.stream:
@@ -162,8 +167,26 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
             exclude_flags=params.exclude_flags,
             dedup_overlaps=params.dedup_overlaps,
         )
-        stats = feed_window(
-            source, counter, model.contig, window_start0, window_end0, stream=params.stream
+        # No total: the index does not say cheaply how many records the window holds.
+        with progress(f"{sample}: records", unit=" records", scale=True) as bar:
+            stats = feed_window(
+                source,
+                counter,
+                model.contig,
+                window_start0,
+                window_end0,
+                stream=params.stream,
+                on_batch=bar.update,
+            )
+        log.debug(
+            "%s: %d records read (%s), %d handed to the counter over %s:%d-%d",
+            sample,
+            stats.records_read,
+            stats.mode,
+            stats.records_to_core,
+            model.contig,
+            window_start0 + 1,
+            window_end0,
         )
         try:
             result = counter.finish()
@@ -174,6 +197,7 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
             lib_size = library_size(source)
         fmt = source.format
         display = source.display_name
+        contig_length = source.contigs[model.contig]
     fetch = reference_fetch(params.reference, model.contig)
     strandedness = resolve_strandedness(params.strand, result.strand_evidence, model.strand)
     reference_bases = fetch(window_start0, window_end0) if fetch else ""
@@ -198,6 +222,7 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
         "transcript_selection": model.selection,
         "build": model.build,
         "contig": model.contig,
+        "contig_length": contig_length,
         "strand": model.strand,
         "window": {"start": window_start0 + 1, "end": window_end0},
         "parameters": {

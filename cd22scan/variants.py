@@ -715,16 +715,19 @@ def call_variants(
     sample: str,
     min_alt: int = 3,
     min_vaf: float = 0.05,
+    warn_no_reference: bool = True,
 ) -> pl.DataFrame:
     """SNV and indel alleles in the exons ± 20 bp with alt reads ≥ ``min_alt`` and VAF ≥
-    ``min_vaf``, annotated against ``model`` (columns in the module docstring).
+    ``min_vaf``, annotated against ``model`` (columns in the module docstring). Without a
+    reference it warns that coding consequences are unknown, unless ``warn_no_reference`` is
+    false (the caller says it its own way).
 
     ``bases`` / ``indels`` are the tables of ``cd22scan.tables``; ``fetch(start0, end0)`` returns
     reference bases of a 0-based half-open range, or is None when there is no reference.
     """
     tmap = TranscriptMap(model)
     locus = _load_locus(model, fetch)
-    if locus is None:
+    if locus is None and warn_no_reference:
         _warn_no_reference(model)
     tx = tmap.transcript_sequence(locus) if locus is not None else None
     # Indels are left-aligned before the scope check, so keep the bases a little wider.

@@ -4,39 +4,44 @@ as rules, so a cluster executor can spread a cohort of hundreds of BAMs over man
     snakemake --snakefile "$(cd22scan workflow path)" --cores 8 \\
         --config samplesheet=samples.tsv out=cohort_out scan_args="--gtf genes.gtf --gene CD22"
 
-Rules: one ``cd22scan scan`` per BAM/CRAM sample (into ``OUT/scans/SAMPLE/``; a sample whose sheet
-path is already a scan directory is copied there instead), one ``cd22scan compare`` per
-baseline × relapse pair of a patient (into ``OUT/pairs/PAIR/``), and one cohort step
-(:func:`aggregate_cohort`) writing the same tables as ``cd22scan run``: ``pairs/PAIR.events.tsv``
-and ``.verdict.tsv``, ``cohort_events.tsv`` (+ ``.parquet``), ``cohort_verdicts.tsv``,
-``cohort_summary.tsv``, ``unpaired_samples.tsv`` and ``cohort.json``.
+Rules: one ``cd22scan scan`` per BAM/CRAM sample (into ``OUT/scans/``, as ``run``; a sample whose
+sheet path is already a scan directory is read from there, as ``run`` does), one
+:func:`compare_pair` per baseline × relapse pair of a patient (``pairs/PAIR.*``: events, verdict,
+report, VCF) and one cohort step (:func:`aggregate_cohort`: cohort tables, report, MultiQC files).
+Both call the functions ``run`` calls (``cohort.write_pair_outputs``,
+``cohort.write_cohort_outputs``), so the workflow writes the files ``run`` writes, plus its
+``logs/``.
 """
 
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import polars as pl
 
 from cd22scan.cohort import (
-    TIMEPOINTS,
+    Pair,
     SheetRow,
+    plan_cohort,
     read_sample_sheet,
-    write_cohort_tables,
-    write_pair_tables,
+    write_cohort_outputs,
+    write_pair_outputs,
 )
-from cd22scan.compare import VERDICT_COLUMNS, Thresholds
+from cd22scan.compare import VERDICT_COLUMNS, Thresholds, compare_samples
 from cd22scan.errors import InputError, UsageError
-from cd22scan.outputs import prepare_out_dir
+from cd22scan.outputs import prepare_out_dir, write_parquet
+from cd22scan.scandir import load_scan
+from cd22scan.scanner import ScanResult
 
 __all__ = [
     "SCAN_SUFFIXES",
     "Pair",
     "aggregate_cohort",
+    "compare_pair",
     "plan_cohort",
+    "scan_directory",
     "snakefile_path",
     "thresholds_from_args",
 ]
@@ -49,8 +54,15 @@ SCAN_SUFFIXES = (
     "introns.tsv",
     "indels.tsv",
     "bases.parquet",
+    "junctions.bed",
+    "variants.vcf.gz",
+    "variants.vcf.gz.tbi",
     "summary.json",
 )
+
+# The pair's events with their types, for the cohort step (a Snakemake temp file: the TSV cannot
+# tell an empty string from a missing value, and cohort_events.parquet must equal run's).
+TYPED_EVENTS_SUFFIX = "events.parquet"
 
 
 def snakefile_path() -> Path:
@@ -61,50 +73,10 @@ def snakefile_path() -> Path:
     return path
 
 
-@dataclass(frozen=True)
-class Pair:
-    """One baseline × relapse comparison of a patient."""
-
-    patient: str
-    baseline: str
-    relapse: str
-
-    @property
-    def name(self) -> str:  # Comparison.pair
-        return f"{self.baseline}_vs_{self.relapse}"
-
-
-def plan_cohort(rows: list[SheetRow]) -> tuple[list[Pair], list[dict[str, str]], list[str]]:
-    """Pairs to compare, unpaired samples and patients, in the order ``run_cohort`` uses
-    (patients sorted; each baseline × each relapse in sheet order)."""
-    by_patient: dict[str, dict[str, list[SheetRow]]] = {}
-    for row in rows:
-        group = by_patient.setdefault(row.patient, {t: [] for t in TIMEPOINTS})
-        group[row.timepoint].append(row)
-    pairs: list[Pair] = []
-    unpaired: list[dict[str, str]] = []
-    for patient in sorted(by_patient):
-        group = by_patient[patient]
-        if not group["baseline"] or not group["relapse"]:
-            missing = "baseline" if not group["baseline"] else "relapse"
-            for row in group["baseline"] + group["relapse"]:
-                unpaired.append(
-                    {"patient": patient, "sample": row.sample, "timepoint": row.timepoint,
-                     "reason": f"no {missing} sample for this patient"}
-                )  # fmt: skip
-            continue
-        for base in group["baseline"]:
-            for rel in group["relapse"]:
-                pairs.append(Pair(patient, base.sample, rel.sample))
-    names: dict[str, Pair] = {}
-    for pair in pairs:
-        if pair.name in names:
-            raise InputError(
-                f"pair name {pair.name!r} is ambiguous ({names[pair.name]} and {pair}); "
-                "rename a sample"
-            )
-        names[pair.name] = pair
-    return pairs, unpaired, sorted(by_patient)
+def scan_directory(row: SheetRow, out: str | Path) -> Path:
+    """Where a sample's scan is: its sheet path when that is a scan directory, else OUT/scans
+    (where ``run`` writes it too)."""
+    return row.path if row.path.is_dir() else Path(out) / "scans"
 
 
 def thresholds_from_args(compare_args: str = "") -> Thresholds:
@@ -119,30 +91,51 @@ def thresholds_from_args(compare_args: str = "") -> Thresholds:
     return cli.thresholds_from_namespace(args)
 
 
+def _load(row: SheetRow, out: Path) -> ScanResult:
+    return load_scan(scan_directory(row, out), row.sample)
+
+
+def compare_pair(
+    samplesheet: str | Path, out: str | Path, pair_name: str, compare_args: str = ""
+) -> dict[str, Path]:
+    """The compare step of the workflow: one pair, the per-pair files of ``cd22scan run``
+    (``cohort.write_pair_outputs``) plus the typed events for the cohort step."""
+    rows = {row.sample: row for row in read_sample_sheet(samplesheet)}
+    pairs, _, _ = plan_cohort(list(rows.values()))
+    by_name = {pair.name: pair for pair in pairs}
+    if pair_name not in by_name:
+        raise InputError(f"{samplesheet}: no pair {pair_name!r} in the sample sheet")
+    pair = by_name[pair_name]
+    out = Path(out)
+    baseline, relapse = _load(rows[pair.baseline], out), _load(rows[pair.relapse], out)
+    comparison = compare_samples(baseline, relapse, thresholds=thresholds_from_args(compare_args))
+    pairs_dir = prepare_out_dir(out / "pairs")
+    events, _ = write_pair_outputs(pairs_dir, pair.patient, comparison, baseline, relapse)
+    typed = write_parquet(events, pairs_dir / f"{pair.name}.{TYPED_EVENTS_SUFFIX}")
+    return {"events": pairs_dir / f"{pair.name}.events.tsv", "typed_events": typed}
+
+
 def aggregate_cohort(
     samplesheet: str | Path, out: str | Path, compare_args: str = ""
 ) -> dict[str, Path]:
-    """The cohort step of the workflow: read every ``OUT/pairs/PAIR/`` written by
-    ``cd22scan compare`` and write the cohort tables of ``cd22scan run``."""
+    """The cohort step of the workflow: read every pair written by :func:`compare_pair` and
+    write the cohort files of ``cd22scan run`` (``cohort.write_cohort_outputs``)."""
     rows = read_sample_sheet(samplesheet)
     pairs, unpaired, patients = plan_cohort(rows)
     thresholds = thresholds_from_args(compare_args)
     out = prepare_out_dir(out)
-    pairs_dir = prepare_out_dir(out / "pairs")
+    pairs_dir = out / "pairs"
+    verdict_schema = {"patient": pl.Utf8, **VERDICT_COLUMNS}
     events, verdicts = [], []
     for pair in pairs:
-        where = pairs_dir / pair.name
+        typed = pairs_dir / f"{pair.name}.{TYPED_EVENTS_SUFFIX}"
+        verdict = pairs_dir / f"{pair.name}.verdict.tsv"
         try:
-            ev = pl.read_parquet(where / "events.parquet")
-            vd = pl.read_csv(
-                where / "verdict.tsv", separator="\t", schema_overrides=VERDICT_COLUMNS
-            )
+            events.append(pl.read_parquet(typed))
+            verdicts.append(pl.read_csv(verdict, separator="\t", schema=verdict_schema))
         except (OSError, pl.exceptions.PolarsError) as exc:
-            raise InputError(f"{where}: cannot read the comparison ({exc})") from None
-        ev, vd = write_pair_tables(pairs_dir, pair.patient, pair.name, ev, vd)
-        events.append(ev)
-        verdicts.append(vd)
-    written, _verdicts, _summary = write_cohort_tables(
-        out, events, verdicts, unpaired, patients, thresholds, len(rows)
-    )
-    return written
+            raise InputError(
+                f"{pairs_dir}: cannot read the comparison {pair.name} ({exc})"
+            ) from None
+    scans = [_load(row, out) for row in rows]
+    return write_cohort_outputs(out, events, verdicts, unpaired, patients, thresholds, scans)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import os
@@ -15,17 +16,16 @@ from polars.testing import assert_frame_equal
 from simulator import simulate, small_gene
 
 from cd22scan.cohort import read_sample_sheet, run_cohort
+from cd22scan.multiqc import GENERAL_STATS_FILE, VERDICTS_FILE
 from cd22scan.scanner import ScanParams
 from cd22scan.simulate import write_gtf
-from cd22scan.workflow_files import plan_cohort, snakefile_path
+from cd22scan.workflow_files import snakefile_path
 
 if importlib.util.find_spec("snakemake") is None:
     pytest.skip(
         "snakemake is not installed (pip install 'cd22scan[test]' or pip install snakemake)",
         allow_module_level=True,
     )
-
-TABLES = ("cohort_verdicts", "cohort_summary", "cohort_events", "unpaired_samples")
 
 
 @pytest.fixture(scope="module")
@@ -69,52 +69,76 @@ def _snakemake(cwd: Path, *config: str) -> subprocess.CompletedProcess:
     return done
 
 
-def _read(path: Path) -> pl.DataFrame:
-    return pl.read_csv(path, separator="\t", infer_schema=False)  # compare the text as written
+# Keys of a scan's summary.json that record when it ran, not what it found.
+RUN_TIME_KEYS = ("started", "seconds")
 
 
-def _same_tables(out: Path, reference: Path, sheet: Path) -> None:
-    for name in TABLES:
-        assert_frame_equal(_read(out / f"{name}.tsv"), _read(reference / f"{name}.tsv"))
-    pairs, _, _ = plan_cohort(read_sample_sheet(sheet))
-    for pair in pairs:
-        for kind in ("events", "verdict"):
-            got = _read(out / "pairs" / f"{pair.name}.{kind}.tsv")
-            assert_frame_equal(got, _read(reference / "pairs" / f"{pair.name}.{kind}.tsv"))
-    assert_frame_equal(
-        pl.read_parquet(out / "cohort_events.parquet"),
-        pl.read_parquet(reference / "cohort_events.parquet"),
-    )
-    got_json = json.loads((out / "cohort.json").read_text())
-    assert got_json == json.loads((reference / "cohort.json").read_text())
+def _files(root: Path) -> dict[str, Path]:
+    """Every file under root by relative path; the workflow's own logs/ are its only extra."""
+    found = {str(p.relative_to(root)): p for p in sorted(root.rglob("*")) if p.is_file()}
+    return {name: p for name, p in found.items() if not name.startswith("logs/")}
 
 
-def test_workflow_matches_run_cohort(cohort):
+def _same_content(name: str, got: Path, want: Path, got_root: Path, want_root: Path) -> None:
+    if name.endswith(".parquet"):
+        assert_frame_equal(pl.read_parquet(got), pl.read_parquet(want))
+    elif name.endswith(".vcf.gz"):
+        assert gzip.decompress(got.read_bytes()) == gzip.decompress(want.read_bytes()), name
+    elif name.endswith(".summary.json"):
+        a, b = json.loads(got.read_text()), json.loads(want.read_text())
+        for key in RUN_TIME_KEYS:
+            a.pop(key), b.pop(key)
+        assert a == b, name
+    elif name == "report.html":  # the cohort report names its own folder
+        a = got.read_text().replace(str(got_root.resolve()), "OUT")
+        b = want.read_text().replace(str(want_root.resolve()), "OUT")
+        assert a == b, name
+    else:
+        assert got.read_bytes() == want.read_bytes(), name
+
+
+def _same_files(out: Path, reference: Path) -> None:
+    """The workflow wrote the files `cd22scan run` wrote, with the same contents."""
+    got, want = _files(out), _files(reference)
+    assert sorted(got) == sorted(want)
+    for name in want:
+        _same_content(name, got[name], want[name], out, reference)
+
+
+def test_workflow_writes_the_files_of_run(cohort):
     tmp, sheet, gtf, reference = cohort
     out = tmp / "wf"
     config = (f"samplesheet={sheet.name}", "out=wf", f"scan_args=--gtf {gtf} --gene SMALL")
     _snakemake(tmp, *config)
-    _same_tables(out, reference, sheet)
+    _same_files(out, reference)
+    names = set(_files(out))
+    pair = "P1_base_vs_P1_rel"
+    for kind in ("events.tsv", "verdict.tsv", "report.html", "variants.vcf.gz"):
+        assert f"pairs/{pair}.{kind}" in names
+    assert {"report.html", GENERAL_STATS_FILE, VERDICTS_FILE, "cohort_events.parquet"} <= names
+    assert "scans/P3_rel.variants.vcf.gz" in names  # scanned, not compared
     verdicts = pl.read_csv(out / "cohort_verdicts.tsv", separator="\t")
     by_patient = {r["patient"]: r for r in verdicts.iter_rows(named=True)}
     assert by_patient["P1"]["aberrant_splicing"] is True
     assert by_patient["P2"]["n_called"] == 0
-    assert (out / "scans" / "P3_rel" / "P3_rel.summary.json").exists()  # scanned, not compared
-    # Nothing left to do on a second invocation.
+    # Nothing left to do on a second invocation (the typed events were temporary).
     again = _snakemake(tmp, *config)
     assert "Nothing to be done" in again.stdout + again.stderr
+    assert not list((out / "pairs").glob("*.events.parquet"))
 
 
 def test_workflow_reads_scan_directories(cohort):
-    """Sheet paths that are (multi-sample) scan directories: copied per sample, not rescanned."""
+    """Sheet paths that are (multi-sample) scan directories are read in place, as run does."""
     tmp, sheet, _, reference = cohort
     rows = ["patient,sample,timepoint,path"]
     for r in read_sample_sheet(sheet):
         rows.append(f"{r.patient},{r.sample},{r.timepoint},{reference / 'scans'}")
     sheet2 = tmp / "from_scans.csv"
     sheet2.write_text("\n".join(rows) + "\n")
+    run_cohort(sheet2, tmp / "run_scans")
     _snakemake(tmp, f"samplesheet={sheet2.name}", "out=wf_scans")
-    _same_tables(tmp / "wf_scans", reference, sheet)
+    _same_files(tmp / "wf_scans", tmp / "run_scans")
+    assert not list((tmp / "wf_scans").glob("scans/*"))  # nothing copied or rescanned
 
 
 def test_sample_sheet_text_never_reaches_the_shell_unquoted(cohort):
