@@ -203,7 +203,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from cd22scan.compare import compare_samples
-    from cd22scan.outputs import prepare_out_dir, write_parquet, write_scan, write_tsv
+    from cd22scan.outputs import prepare_out_dir, write_scan, write_table
 
     out = prepare_out_dir(args.out)
     baseline = _load_or_scan(args.baseline, args)
@@ -216,9 +216,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if not Path(given).is_dir():
             write_scan(result, out / "scans")
     comparison = compare_samples(baseline, relapse, thresholds=thresholds_from_namespace(args))
-    write_tsv(comparison.events, out / "events.tsv")
-    write_parquet(comparison.events, out / "events.parquet")
-    write_tsv(comparison.verdict, out / "verdict.tsv")
+    write_table(comparison.events, out / "events.tsv")
+    write_table(comparison.verdict, out / "verdict.tsv")
     from cd22scan.report_html import write_pair_report
     from cd22scan.vcf_outputs import write_pair_vcf
 

@@ -21,7 +21,7 @@ from cd22scan.compare import Comparison, Thresholds, compare_samples
 from cd22scan.console import progress, setup_worker
 from cd22scan.errors import Cd22scanError, InputError
 from cd22scan.multiqc import sample_metrics, write_multiqc_files
-from cd22scan.outputs import prepare_out_dir, write_json, write_parquet, write_scan, write_tsv
+from cd22scan.outputs import prepare_out_dir, write_json, write_scan, write_table
 from cd22scan.report_html import write_cohort_report, write_pair_report
 from cd22scan.scandir import load_scan
 from cd22scan.scanner import ScanParams, ScanResult, scan
@@ -235,11 +235,12 @@ def cohort_summary(verdicts: pl.DataFrame, patients: list[str]) -> pl.DataFrame:
 def write_pair_tables(
     pairs_dir: Path, patient: str, pair: str, events: pl.DataFrame, verdict: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Write PAIR.events.tsv and PAIR.verdict.tsv with a leading patient column; return both."""
+    """Write PAIR.events and PAIR.verdict (.tsv and .parquet) with a leading patient column;
+    return both."""
     tag = pl.lit(patient).alias("patient")
     ev, vd = events.select(tag, pl.all()), verdict.select(tag, pl.all())
-    write_tsv(ev, pairs_dir / f"{pair}.events.tsv")
-    write_tsv(vd, pairs_dir / f"{pair}.verdict.tsv")
+    write_table(ev, pairs_dir / f"{pair}.events.tsv")
+    write_table(vd, pairs_dir / f"{pair}.verdict.tsv")
     return ev, vd
 
 
@@ -274,16 +275,14 @@ def write_cohort_tables(
     all_verdicts = pl.concat(verdicts, how="diagonal_relaxed") if verdicts else pl.DataFrame()
     summary = cohort_summary(all_verdicts, patients)
     written = {
-        "cohort_events": write_tsv(all_events, out / "cohort_events.tsv"),
-        "cohort_verdicts": write_tsv(all_verdicts, out / "cohort_verdicts.tsv"),
-        "cohort_summary": write_tsv(summary, out / "cohort_summary.tsv"),
-        "unpaired": write_tsv(
+        "cohort_events": write_table(all_events, out / "cohort_events.tsv"),
+        "cohort_verdicts": write_table(all_verdicts, out / "cohort_verdicts.tsv"),
+        "cohort_summary": write_table(summary, out / "cohort_summary.tsv"),
+        "unpaired": write_table(
             pl.DataFrame(unpaired, schema=["patient", "sample", "timepoint", "reason"]),
             out / "unpaired_samples.tsv",
         ),
     }
-    if all_events.height:
-        written["cohort_events_parquet"] = write_parquet(all_events, out / "cohort_events.parquet")
     written["cohort_json"] = write_json(
         {"thresholds": thresholds.as_dict(), "samples": n_samples, "patients": len(patients)},
         out / "cohort.json",

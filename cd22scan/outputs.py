@@ -49,6 +49,14 @@ def write_parquet(frame: pl.DataFrame, final: Path) -> Path:
     return _write(final, lambda tmp: frame.write_parquet(tmp, statistics=False))
 
 
+def write_table(frame: pl.DataFrame, final_tsv: Path) -> Path:
+    """A table as TSV (``final_tsv``) and as Parquet beside it (same name, ``.parquet``), with
+    the same columns and types; returns the TSV path."""
+    write_tsv(frame, final_tsv)
+    write_parquet(frame, final_tsv.with_suffix(".parquet"))
+    return final_tsv
+
+
 def write_json(data: dict[str, Any], final: Path) -> Path:
     def writer(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8") as handle:
@@ -74,15 +82,15 @@ def prepare_out_dir(out_dir: str | os.PathLike[str]) -> Path:
 
 
 def write_scan(result: Any, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write NAME.exons.tsv, .junctions.tsv, .introns.tsv, .indels.tsv, .bases.parquet,
+    """Write NAME.exons, .junctions, .introns, .indels (each .tsv and .parquet), .bases.parquet,
     .junctions.bed, .variants.vcf.gz (+ .tbi) and NAME.summary.json (last) into ``out_dir``."""
     path = prepare_out_dir(out_dir)
     name = result.sample
     written = {
-        "exons": write_tsv(result.exons, path / f"{name}.exons.tsv"),
-        "junctions": write_tsv(result.junctions, path / f"{name}.junctions.tsv"),
-        "introns": write_tsv(result.introns, path / f"{name}.introns.tsv"),
-        "indels": write_tsv(result.indels, path / f"{name}.indels.tsv"),
+        "exons": write_table(result.exons, path / f"{name}.exons.tsv"),
+        "junctions": write_table(result.junctions, path / f"{name}.junctions.tsv"),
+        "introns": write_table(result.introns, path / f"{name}.introns.tsv"),
+        "indels": write_table(result.indels, path / f"{name}.indels.tsv"),
         "bases": write_parquet(result.bases, path / f"{name}.bases.parquet"),
     }
     from cd22scan.formats import write_junctions_bed12

@@ -31,7 +31,7 @@ from cd22scan.cohort import (
 )
 from cd22scan.compare import VERDICT_COLUMNS, Thresholds, compare_samples
 from cd22scan.errors import InputError, UsageError
-from cd22scan.outputs import prepare_out_dir, write_parquet
+from cd22scan.outputs import prepare_out_dir
 from cd22scan.scandir import load_scan
 from cd22scan.scanner import ScanResult
 
@@ -60,8 +60,9 @@ SCAN_SUFFIXES = (
     "summary.json",
 )
 
-# The pair's events with their types, for the cohort step (a Snakemake temp file: the TSV cannot
-# tell an empty string from a missing value, and cohort_events.parquet must equal run's).
+# The pair's events with their types (PAIR.events.parquet, written beside the TSV as by `run`),
+# read by the cohort step: the TSV cannot tell an empty string from a missing value, and
+# cohort_events.parquet must equal run's.
 TYPED_EVENTS_SUFFIX = "events.parquet"
 
 
@@ -110,8 +111,8 @@ def compare_pair(
     baseline, relapse = _load(rows[pair.baseline], out), _load(rows[pair.relapse], out)
     comparison = compare_samples(baseline, relapse, thresholds=thresholds_from_args(compare_args))
     pairs_dir = prepare_out_dir(out / "pairs")
-    events, _ = write_pair_outputs(pairs_dir, pair.patient, comparison, baseline, relapse)
-    typed = write_parquet(events, pairs_dir / f"{pair.name}.{TYPED_EVENTS_SUFFIX}")
+    write_pair_outputs(pairs_dir, pair.patient, comparison, baseline, relapse)
+    typed = pairs_dir / f"{pair.name}.{TYPED_EVENTS_SUFFIX}"
     return {"events": pairs_dir / f"{pair.name}.events.tsv", "typed_events": typed}
 
 

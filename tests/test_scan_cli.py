@@ -87,6 +87,19 @@ def test_scan_writes_documented_tables_with_truth_counts(small_plus, tmp_path):
     ).all()
 
 
+def test_every_table_has_a_parquet_twin_with_the_same_rows(small_plus, tmp_path):
+    sim, gtf = small_plus
+    out = tmp_path / "out"
+    assert _run(["scan", sim.bam, "--out", out, "--gtf", gtf, "--gene", "SMALL"]) == 0
+    tsvs = sorted(out.glob("*.tsv"))
+    assert {p.name.split(".")[1] for p in tsvs} == {"exons", "junctions", "introns", "indels"}
+    for tsv in tsvs:
+        parquet = pl.read_parquet(tsv.with_suffix(".parquet"))
+        text = pl.read_csv(tsv, separator="\t", schema=parquet.schema)
+        assert parquet.height > 0 or tsv.name.endswith(".indels.tsv"), tsv.name
+        assert text.equals(parquet, null_equal=True), tsv.name
+
+
 def test_minus_strand_gene_numbers_exons_from_the_5prime_end(tmp_path):
     sim = simulate(
         tmp_path,
