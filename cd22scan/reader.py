@@ -7,16 +7,19 @@ batches of SAM text records. Filtering and counting happen in the core (docs/cou
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pysam
 
 from cd22scan import _core
-from cd22scan.errors import InputError
+from cd22scan.contigs import resolve_contig
+from cd22scan.errors import AnnotationError, InputError
 
 log = logging.getLogger("cd22scan")
 
@@ -37,7 +40,10 @@ class AlignmentSource:
     read_group_samples: list[str] = field(default_factory=list)
 
     def close(self) -> None:
-        self.handle.close()
+        # After a read error htslib also fails to close the file; the read error is the one
+        # that was reported, and nothing is lost by a reader failing to close.
+        with contextlib.suppress(OSError):
+            self.handle.close()
 
     def __enter__(self) -> AlignmentSource:
         return self
@@ -91,16 +97,17 @@ def open_alignments(path: str, reference: str | None = None, threads: int = 1) -
     if reference is not None and not os.path.exists(reference):
         raise InputError(f"{reference}: reference FASTA not found")
     try:
-        handle = pysam.AlignmentFile(
-            path,
-            "r",
-            reference_filename=reference,
-            threads=threads,
-            check_sq=False,
-        )
+        with htslib_quiet():
+            handle = pysam.AlignmentFile(
+                path,
+                "r",
+                reference_filename=reference,
+                threads=threads,
+                check_sq=False,
+            )
     except (OSError, ValueError) as exc:
         where = "standard input" if path == "-" else path
-        raise InputError(f"{where}: cannot read as BAM/CRAM/SAM ({exc})") from None
+        raise InputError(f"{where}: {_open_problem(str(exc))}") from None
     fmt = handle.format if hasattr(handle, "format") else "?"
     if handle.is_cram and reference is None and not os.environ.get("REF_PATH"):
         handle.close()
@@ -122,6 +129,8 @@ def open_alignments(path: str, reference: str | None = None, threads: int = 1) -
         if not has_index:
             # pysam looks for NAME.bai and NAME.bam.bai/.crai only when asked.
             has_index = _try_index(handle, path)
+        if has_index:
+            _warn_if_index_older(path)
     return AlignmentSource(
         path=path,
         handle=handle,
@@ -135,9 +144,124 @@ def open_alignments(path: str, reference: str | None = None, threads: int = 1) -
 
 def _try_index(handle: pysam.AlignmentFile, path: str) -> bool:
     try:
-        return bool(handle.check_index())
+        with htslib_quiet():
+            return bool(handle.check_index())
     except (OSError, ValueError, AttributeError):
         return False
+
+
+@contextlib.contextmanager
+def htslib_quiet() -> Iterator[None]:
+    """Silence htslib's own stderr lines ("[E::bgzf_read] ...") unless debugging (-v).
+
+    Every problem reaches the user as one cd22scan line instead (the README's promise); htslib
+    speaks again with ``-v``. htslib's verbosity is process-wide, so the old level is restored.
+    """
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    previous = pysam.set_verbosity(0)
+    try:
+        yield
+    finally:
+        pysam.set_verbosity(previous)
+
+
+def _open_problem(message: str) -> str:
+    """What pysam's reason for refusing a file means to the user."""
+    if "EOF marker" in message:
+        return (
+            "no BGZF end-of-file marker: the file is truncated (an unfinished copy or write; "
+            "samtools quickcheck confirms it); copy or create it again"
+        )
+    return f"cannot read as BAM/CRAM/SAM ({message})"
+
+
+INDEX_SUFFIXES = (".bai", ".csi", ".crai")
+
+
+def index_candidates(path: str) -> list[Path]:
+    """Index files htslib would look at for ``path``: NAME.bai/.csi/.crai and STEM.bai/.crai."""
+    file = Path(path)
+    found = [file.with_name(file.name + s) for s in INDEX_SUFFIXES]
+    if file.suffix in (".bam", ".cram"):
+        found += [file.with_suffix(s) for s in INDEX_SUFFIXES]
+    return [p for p in found if p.is_file()]
+
+
+def _warn_if_index_older(path: str) -> None:
+    """One line when the index predates the file, as htslib warns (its own line is silenced).
+
+    A warning, not an error: copying a BAM and its index in the wrong order gives the same
+    mtimes, and the index is usually right. Reads the window with the index as htslib does.
+    """
+    data_mtime = os.path.getmtime(path)
+    for index in index_candidates(path):
+        if index.stat().st_mtime < data_mtime:
+            log.warning(
+                "%s is older than %s: if the file was rewritten after indexing, reads "
+                "may be missed; re-index (samtools index %s) or pass --stream",
+                index,
+                path,
+                path,
+            )
+            return
+
+
+def check_reference(source: AlignmentSource, reference: str, contig: str) -> None:
+    """Refuse a reference FASTA that is not the one the file was aligned/compressed against.
+
+    Checks the gene's contig: present in the FASTA, same length as in the header and, when the
+    header has an ``M5`` tag (CRAM always does), the same MD5. A wrong FASTA makes a CRAM
+    undecodable and every reference base of a BAM wrong.
+    """
+    try:
+        fasta = pysam.FastaFile(reference)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{reference}: cannot open reference FASTA ({exc})") from None
+    with fasta:
+        lengths = dict(zip(fasta.references, fasta.lengths, strict=True))
+        name = contig
+        if name not in lengths and source.format != "CRAM":
+            # Reference bases of a BAM/SAM may come from a FASTA naming chr19 as 19.
+            with contextlib.suppress(AnnotationError):
+                name = resolve_contig(lengths, contig).name
+        if name not in lengths:
+            what = "to decode the reads" if source.format == "CRAM" else "for reference bases"
+            shown = ", ".join(list(lengths)[:8]) or "none"
+            raise InputError(
+                f"{source.display_name}: reference {reference} has no contig {contig!r}, needed "
+                f"{what} (it has {shown})"
+            )
+        header_length = source.contigs.get(contig)
+        if header_length is not None and lengths[name] != header_length:
+            raise InputError(
+                f"{source.display_name}: reference {reference} has {name} of "
+                f"{lengths[name]} bp, the header says {header_length} bp: another FASTA"
+            )
+        expected = _header_md5(source, contig)
+        if expected is None:
+            return
+        digest = hashlib.md5()
+        for start in range(0, lengths[name], MD5_CHUNK):
+            digest.update(fasta.fetch(name, start, start + MD5_CHUNK).upper().encode())
+        found = digest.hexdigest()
+    if found != expected.lower():
+        raise InputError(
+            f"{source.display_name}: reference {reference} does not match the header: {contig} "
+            f"has MD5 {found}, @SQ M5 says {expected} (give the FASTA the file was written with)"
+        )
+
+
+MD5_CHUNK = 1 << 20
+"""Bases read at a time when checking a contig's MD5 (chr19 is 58 Mb)."""
+
+
+def _header_md5(source: AlignmentSource, contig: str) -> str | None:
+    for sq in source.handle.header.to_dict().get("SQ", []):
+        if sq.get("SN") == contig:
+            return sq.get("M5")
+    return None
 
 
 def library_size(source: AlignmentSource) -> int | None:
