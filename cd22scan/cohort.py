@@ -255,7 +255,15 @@ def run_cohort(
                     {"patient": patient, "sample": row.sample, "timepoint": row.timepoint,
                      "reason": f"no {missing} sample for this patient"}
                 )  # fmt: skip
-            log.warning("patient %s has no %s sample: scanned, not compared", patient, missing)
+            lines = ", ".join(str(r.line) for r in group["baseline"] + group["relapse"])
+            log.warning(
+                "%s (line %s): patient %s has no %s sample: scanned, not compared "
+                "(listed in unpaired_samples.tsv)",
+                sheet,
+                lines,
+                patient,
+                missing,
+            )
             continue
         for base in group["baseline"]:
             for rel in group["relapse"]:
