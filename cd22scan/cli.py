@@ -106,9 +106,10 @@ def _params_from_args(args: argparse.Namespace):
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from cd22scan.outputs import write_scan
+    from cd22scan.outputs import check_out_dir, write_scan
     from cd22scan.scanner import scan
 
+    check_out_dir(args.out)  # before the scan, which can take a while
     result = scan(args.bam, _params_from_args(args))
     written = write_scan(result, args.out)
     s = result.summary

@@ -201,6 +201,25 @@ def plan_cohort(rows: list[SheetRow]) -> tuple[list[Pair], list[dict[str, str]],
     return pairs, unpaired, sorted(by_patient)
 
 
+def warn_unpaired(sheet: str | Path, rows: list[SheetRow], unpaired: list[dict[str, str]]) -> None:
+    """One warning per patient without a baseline or a relapse, naming the sheet's lines."""
+    lines = {row.sample: row.line for row in rows}
+    by_patient: dict[str, list[dict[str, str]]] = {}
+    for row in unpaired:
+        by_patient.setdefault(row["patient"], []).append(row)
+    for patient, group in by_patient.items():
+        present = {row["timepoint"] for row in group}
+        missing = "baseline" if "baseline" not in present else "relapse"
+        log.warning(
+            "%s (line %s): patient %s has no %s sample: scanned, not compared "
+            "(listed in unpaired_samples.tsv)",
+            sheet,
+            ", ".join(str(lines[row["sample"]]) for row in group),
+            patient,
+            missing,
+        )
+
+
 def _load(row: SheetRow, scans_dir: Path) -> ScanResult:
     return load_scan(row.path if row.path.is_dir() else scans_dir, row.sample)
 
@@ -328,8 +347,7 @@ def run_cohort(
     log.info("scanning %d samples with %d job(s)", len(rows), jobs)
     scan_all(rows, params, scans_dir, jobs)
     pairs, unpaired, patients = plan_cohort(rows)
-    for row in unpaired:
-        log.warning("%s: %s: scanned, not compared", row["sample"], row["reason"])
+    warn_unpaired(sheet, rows, unpaired)
     by_name = {row.sample: row for row in rows}
     events, verdicts = [], []
     pairs_dir = prepare_out_dir(out / "pairs")

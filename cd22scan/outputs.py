@@ -1,11 +1,13 @@
 """Writing per-sample outputs: every file goes to a temporary name and is renamed when complete,
-so a crash or a full disk never leaves a truncated table under its final name."""
+so a crash or a full disk never leaves a truncated table under its final name. A scan's files are
+written together in a staging folder and moved in only when all of them are complete."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +16,16 @@ from typing import IO, Any
 import polars as pl
 
 from cd22scan.errors import OutputError
+
+
+def _file_mode() -> int:
+    """The mode open() would give a new file (0o666 less the umask); mkstemp gives 0o600."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
 
 
 @contextlib.contextmanager
@@ -25,6 +37,8 @@ def atomic_path(final: Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # Outputs are read by colleagues and pipelines: the usual permissions, not mkstemp's.
+        os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, final)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -38,7 +52,17 @@ def _write(final: Path, writer: Callable[[Path], None]) -> Path:
             writer(tmp)
     except OSError as exc:
         raise OutputError(f"{final}: cannot write ({exc.strerror or exc})") from None
+    except pl.exceptions.PolarsError as exc:
+        # polars reports a failed write (e.g. a full disk under write_parquet) as its own error.
+        if "os error" not in str(exc).lower() and "io error" not in str(exc).lower():
+            raise
+        raise OutputError(f"{final}: cannot write ({_os_reason(str(exc))})") from None
     return final
+
+
+def _os_reason(message: str) -> str:
+    """The OS reason ("No space left on device") out of a polars write error message."""
+    return message.rsplit("IO error: ", 1)[-1].split(" (os error")[0].strip() or message
 
 
 def write_tsv(frame: pl.DataFrame, final: Path) -> Path:
@@ -81,26 +105,72 @@ def prepare_out_dir(out_dir: str | os.PathLike[str]) -> Path:
     return path
 
 
+def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """Refuse an output directory that cannot be created or written, without creating it, so a
+    long scan does not end in "cannot write" and a bad input leaves no empty folder behind."""
+    path = Path(out_dir)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{path}: cannot create output directory ({existing} is not a folder)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: output directory is not writable ({existing})")
+    return path
+
+
+@contextlib.contextmanager
+def staged_outputs(out_dir: Path, last: str) -> Iterator[Path]:
+    """Yield a hidden staging folder inside ``out_dir``; when the block succeeds, move its files
+    into ``out_dir`` (``last`` at the end) and remove it. On failure nothing is moved, so
+    ``out_dir`` keeps its previous complete set of files, or none."""
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".staging.", dir=out_dir))
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot write ({exc.strerror or exc})") from None
+    try:
+        try:
+            yield staging
+        except OutputError as exc:
+            # Name the file the user asked for, not its staging copy.
+            raise OutputError(str(exc).replace(str(staging), str(out_dir))) from None
+        names = sorted(p.name for p in staging.iterdir())
+        try:
+            # The marker of a complete set goes away first and comes back last.
+            (out_dir / last).unlink(missing_ok=True)
+            for name in sorted(names, key=lambda n: n == last):
+                os.replace(staging / name, out_dir / name)
+        except OSError as exc:
+            raise OutputError(f"{out_dir}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def write_scan(result: Any, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Write NAME.exons, .junctions, .introns, .indels (each .tsv and .parquet), .bases.parquet,
-    .junctions.bed, .variants.vcf.gz (+ .tbi) and NAME.summary.json (last) into ``out_dir``."""
-    path = prepare_out_dir(out_dir)
-    name = result.sample
-    written = {
-        "exons": write_table(result.exons, path / f"{name}.exons.tsv"),
-        "junctions": write_table(result.junctions, path / f"{name}.junctions.tsv"),
-        "introns": write_table(result.introns, path / f"{name}.introns.tsv"),
-        "indels": write_table(result.indels, path / f"{name}.indels.tsv"),
-        "bases": write_parquet(result.bases, path / f"{name}.bases.parquet"),
-    }
+    .junctions.bed, .variants.vcf.gz (+ .tbi) and NAME.summary.json (last) into ``out_dir``,
+    all or none."""
     from cd22scan.formats import write_junctions_bed12
-
-    written["junctions_bed"] = write_junctions_bed12(
-        result.junctions, path / f"{name}.junctions.bed"
-    )
     from cd22scan.vcf_outputs import write_scan_vcf
 
-    written["vcf"] = write_scan_vcf(result, path / f"{name}.variants.vcf.gz")
-    # The summary goes last: its presence marks a complete scan directory.
-    written["summary"] = write_json(result.summary, path / f"{name}.summary.json")
-    return written
+    path = prepare_out_dir(out_dir)
+    name = result.sample
+    files = {
+        "exons": f"{name}.exons.tsv",
+        "junctions": f"{name}.junctions.tsv",
+        "introns": f"{name}.introns.tsv",
+        "indels": f"{name}.indels.tsv",
+        "bases": f"{name}.bases.parquet",
+        "junctions_bed": f"{name}.junctions.bed",
+        "vcf": f"{name}.variants.vcf.gz",
+        "summary": f"{name}.summary.json",
+    }
+    with staged_outputs(path, files["summary"]) as stage:
+        for table in ("exons", "junctions", "introns", "indels"):
+            write_table(getattr(result, table), stage / files[table])
+        write_parquet(result.bases, stage / files["bases"])
+        write_junctions_bed12(result.junctions, stage / files["junctions_bed"])
+        write_scan_vcf(result, stage / files["vcf"])
+        # The summary goes last: its presence marks a complete scan directory.
+        write_json(result.summary, stage / files["summary"])
+    return {key: path / file for key, file in files.items()}

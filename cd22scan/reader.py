@@ -9,7 +9,9 @@ fallback. Filtering and counting happen in the core (docs/counting.md).
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import hashlib
 import itertools
 import logging
 import os
@@ -21,7 +23,8 @@ from pathlib import Path
 import pysam
 
 from cd22scan import _core
-from cd22scan.errors import InputError
+from cd22scan.contigs import resolve_contig
+from cd22scan.errors import AnnotationError, InputError
 
 log = logging.getLogger("cd22scan")
 
@@ -42,7 +45,10 @@ class AlignmentSource:
     read_group_samples: list[str] = field(default_factory=list)
 
     def close(self) -> None:
-        self.handle.close()
+        # After a read error htslib also fails to close the file; the read error is the one
+        # that was reported, and nothing is lost by a reader failing to close.
+        with contextlib.suppress(OSError):
+            self.handle.close()
 
     def __enter__(self) -> AlignmentSource:
         return self
@@ -96,16 +102,17 @@ def open_alignments(path: str, reference: str | None = None, threads: int = 1) -
     if reference is not None and not os.path.exists(reference):
         raise InputError(f"{reference}: reference FASTA not found")
     try:
-        handle = pysam.AlignmentFile(
-            path,
-            "r",
-            reference_filename=reference,
-            threads=threads,
-            check_sq=False,
-        )
+        with htslib_quiet():
+            handle = pysam.AlignmentFile(
+                path,
+                "r",
+                reference_filename=reference,
+                threads=threads,
+                check_sq=False,
+            )
     except (OSError, ValueError) as exc:
         where = "standard input" if path == "-" else path
-        raise InputError(f"{where}: cannot read as BAM/CRAM/SAM ({exc})") from None
+        raise InputError(f"{where}: {_open_problem(str(exc))}") from None
     fmt = handle.format if hasattr(handle, "format") else "?"
     if handle.is_cram and reference is None and not os.environ.get("REF_PATH"):
         handle.close()
@@ -127,6 +134,8 @@ def open_alignments(path: str, reference: str | None = None, threads: int = 1) -
         if not has_index:
             # pysam looks for NAME.bai and NAME.bam.bai/.crai only when asked.
             has_index = _try_index(handle, path)
+        if has_index:
+            _warn_if_index_older(path)
     return AlignmentSource(
         path=path,
         handle=handle,
@@ -140,9 +149,124 @@ def open_alignments(path: str, reference: str | None = None, threads: int = 1) -
 
 def _try_index(handle: pysam.AlignmentFile, path: str) -> bool:
     try:
-        return bool(handle.check_index())
+        with htslib_quiet():
+            return bool(handle.check_index())
     except (OSError, ValueError, AttributeError):
         return False
+
+
+@contextlib.contextmanager
+def htslib_quiet() -> Iterator[None]:
+    """Silence htslib's own stderr lines ("[E::bgzf_read] ...") unless debugging (-v).
+
+    Every problem reaches the user as one cd22scan line instead (the README's promise); htslib
+    speaks again with ``-v``. htslib's verbosity is process-wide, so the old level is restored.
+    """
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    previous = pysam.set_verbosity(0)
+    try:
+        yield
+    finally:
+        pysam.set_verbosity(previous)
+
+
+def _open_problem(message: str) -> str:
+    """What pysam's reason for refusing a file means to the user."""
+    if "EOF marker" in message:
+        return (
+            "no BGZF end-of-file marker: the file is truncated (an unfinished copy or write; "
+            "samtools quickcheck confirms it); copy or create it again"
+        )
+    return f"cannot read as BAM/CRAM/SAM ({message})"
+
+
+INDEX_SUFFIXES = (".bai", ".csi", ".crai")
+
+
+def index_candidates(path: str) -> list[Path]:
+    """Index files htslib would look at for ``path``: NAME.bai/.csi/.crai and STEM.bai/.crai."""
+    file = Path(path)
+    found = [file.with_name(file.name + s) for s in INDEX_SUFFIXES]
+    if file.suffix in (".bam", ".cram"):
+        found += [file.with_suffix(s) for s in INDEX_SUFFIXES]
+    return [p for p in found if p.is_file()]
+
+
+def _warn_if_index_older(path: str) -> None:
+    """One line when the index predates the file, as htslib warns (its own line is silenced).
+
+    A warning, not an error: copying a BAM and its index in the wrong order gives the same
+    mtimes, and the index is usually right. Reads the window with the index as htslib does.
+    """
+    data_mtime = os.path.getmtime(path)
+    for index in index_candidates(path):
+        if index.stat().st_mtime < data_mtime:
+            log.warning(
+                "%s is older than %s: if the file was rewritten after indexing, reads "
+                "may be missed; re-index (samtools index %s) or pass --stream",
+                index,
+                path,
+                path,
+            )
+            return
+
+
+def check_reference(source: AlignmentSource, reference: str, contig: str) -> None:
+    """Refuse a reference FASTA that is not the one the file was aligned/compressed against.
+
+    Checks the gene's contig: present in the FASTA, same length as in the header and, when the
+    header has an ``M5`` tag (CRAM always does), the same MD5. A wrong FASTA makes a CRAM
+    undecodable and every reference base of a BAM wrong.
+    """
+    try:
+        fasta = pysam.FastaFile(reference)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{reference}: cannot open reference FASTA ({exc})") from None
+    with fasta:
+        lengths = dict(zip(fasta.references, fasta.lengths, strict=True))
+        name = contig
+        if name not in lengths and source.format != "CRAM":
+            # Reference bases of a BAM/SAM may come from a FASTA naming chr19 as 19.
+            with contextlib.suppress(AnnotationError):
+                name = resolve_contig(lengths, contig).name
+        if name not in lengths:
+            what = "to decode the reads" if source.format == "CRAM" else "for reference bases"
+            shown = ", ".join(list(lengths)[:8]) or "none"
+            raise InputError(
+                f"{source.display_name}: reference {reference} has no contig {contig!r}, needed "
+                f"{what} (it has {shown})"
+            )
+        header_length = source.contigs.get(contig)
+        if header_length is not None and lengths[name] != header_length:
+            raise InputError(
+                f"{source.display_name}: reference {reference} has {name} of "
+                f"{lengths[name]} bp, the header says {header_length} bp: another FASTA"
+            )
+        expected = _header_md5(source, contig)
+        if expected is None:
+            return
+        digest = hashlib.md5()
+        for start in range(0, lengths[name], MD5_CHUNK):
+            digest.update(fasta.fetch(name, start, start + MD5_CHUNK).upper().encode())
+        found = digest.hexdigest()
+    if found != expected.lower():
+        raise InputError(
+            f"{source.display_name}: reference {reference} does not match the header: {contig} "
+            f"has MD5 {found}, @SQ M5 says {expected} (give the FASTA the file was written with)"
+        )
+
+
+MD5_CHUNK = 1 << 20
+"""Bases read at a time when checking a contig's MD5 (chr19 is 58 Mb)."""
+
+
+def _header_md5(source: AlignmentSource, contig: str) -> str | None:
+    for sq in source.handle.header.to_dict().get("SQ", []):
+        if sq.get("SN") == contig:
+            return sq.get("M5")
+    return None
 
 
 def library_size(source: AlignmentSource) -> int | None:
@@ -195,7 +319,10 @@ def feed_window(
             records = source.handle.fetch(contig, start0, end0)
         else:
             records = source.handle.fetch(until_eof=True)
-        first = next(records, None)
+        try:
+            first = next(records, None)
+        except OSError as exc:
+            raise _ReadFailure(0, None, exc) from None
         if first is None:
             if not use_index:
                 stats.mapped_records_in_file = 0
@@ -226,9 +353,31 @@ def feed_window(
                 batch_records,
                 on_batch,
             )
+    except _ReadFailure as failure:
+        raise failure.input_error(source) from None
     except OSError as exc:
         raise InputError(f"{source.display_name}: read error ({exc})") from None
     return stats
+
+
+class _ReadFailure(Exception):
+    """pysam failed on the record after ``records_read`` good ones (``last``: the last good)."""
+
+    def __init__(self, records_read: int, last: pysam.AlignedSegment | None, error: OSError):
+        super().__init__(str(error))
+        self.records_read = records_read
+        self.last = last
+        self.error = error
+
+    def input_error(self, source: AlignmentSource) -> InputError:
+        if source.format == "SAM":
+            header_lines = len(str(source.handle.header).splitlines())
+            where = f"line {header_lines + self.records_read + 1} does not parse"
+        else:
+            where = f"record {self.records_read + 1}"
+            if self.last is not None:
+                where += f" (the one after read '{self.last.query_name}')"
+        return InputError(f"{source.display_name}: read error at {where} ({self.error})")
 
 
 def _feed_segments(
@@ -272,15 +421,21 @@ def _feed_segments(
         try:
             batch: list[pysam.AlignedSegment] = []
             add = batch.append
-            for read in records:
-                add(read)
-                n += 1
-                if n % batch_records == 0:
-                    collect()
-                    pending = pool.submit(counter.add_segments, batch, tid, only_window=whole_file)
-                    pending_size = len(batch)
-                    batch = []
-                    add = batch.append
+            read = None
+            try:
+                for read in records:
+                    add(read)
+                    n += 1
+                    if n % batch_records == 0:
+                        collect()
+                        pending = pool.submit(
+                            counter.add_segments, batch, tid, only_window=whole_file
+                        )
+                        pending_size = len(batch)
+                        batch = []
+                        add = batch.append
+            except OSError as exc:
+                raise _ReadFailure(n, read, exc) from None
             collect()
             if batch:
                 pending = pool.submit(counter.add_segments, batch, tid, only_window=whole_file)
@@ -313,36 +468,43 @@ def _feed_text(
     """Batches of SAM text lines (the fallback hand-over)."""
     lines: list[str] = []
     add = lines.append
+    n = 0
+    read = None
     if use_index:
-        n = 0
-        for read in records:
-            add(read.to_string())
-            n += 1
-            if n % batch_records == 0:
-                _flush(counter, lines, source, on_batch, len(lines))
+        try:
+            for read in records:
+                add(read.to_string())
+                n += 1
+                if n % batch_records == 0:
+                    _flush(counter, lines, source, on_batch, len(lines))
+        except OSError as exc:
+            raise _ReadFailure(n, read, exc) from None
         stats.records_read = n
         stats.records_to_core = n
         _flush(counter, lines, source, on_batch, len(lines))
     else:
         tid = source.handle.get_tid(contig)
-        n = 0
         mapped = 0
         sent = 0
         reported = 0
-        for read in records:
-            n += 1
-            if not read.flag & 4:
-                mapped += 1
-            if read.reference_id != tid or read.reference_start >= end0:
-                continue
-            rend = read.reference_end
-            if rend is not None and rend <= start0:
-                continue
-            add(read.to_string())
-            sent += 1
-            if sent % batch_records == 0:
-                _flush(counter, lines, source, on_batch, n - reported)
-                reported = n
+        try:
+            for read in records:
+                n += 1
+                if not read.flag & 4:
+                    mapped += 1
+                if read.reference_id != tid or read.reference_start >= end0:
+                    continue
+                rend = read.reference_end
+                if rend is not None and rend <= start0:
+                    continue
+                add(read.to_string())
+                sent += 1
+                if sent % batch_records == 0:
+                    _flush(counter, lines, source, on_batch, n - reported)
+                    reported = n
+        except OSError as exc:
+            # `n` already counts the record whose successor failed.
+            raise _ReadFailure(n, read, exc) from None
         stats.records_read = n
         stats.records_to_core = sent
         stats.mapped_records_in_file = mapped

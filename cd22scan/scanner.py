@@ -26,7 +26,14 @@ from cd22scan.annotation import (
 from cd22scan.console import progress
 from cd22scan.contigs import detect_build, resolve_contig
 from cd22scan.errors import AnnotationError, InputError, UsageError
-from cd22scan.reader import AlignmentSource, feed_window, library_size, open_alignments
+from cd22scan.reader import (
+    AlignmentSource,
+    check_reference,
+    feed_window,
+    htslib_quiet,
+    library_size,
+    open_alignments,
+)
 from cd22scan.strandedness import resolve as resolve_strandedness
 
 log = logging.getLogger("cd22scan")
@@ -83,6 +90,17 @@ class ScanResult:
 
 def choose_model(params: ScanParams, source: AlignmentSource) -> GeneModel:
     """The gene model in the BAM's own contig naming, refusing build mismatches."""
+    try:
+        return _choose_model(params, source)
+    except AnnotationError as exc:
+        # Model-vs-header messages say "the BAM header"; name which file that is.
+        message = str(exc)
+        if "header" in message and source.display_name not in message:
+            message = f"{source.display_name}: {message}"
+        raise AnnotationError(message) from None
+
+
+def _choose_model(params: ScanParams, source: AlignmentSource) -> GeneModel:
     if params.gtf:
         model = load_gtf(params.gtf, params.gene, params.transcript)
         if params.build != "auto" and model.build and model.build != params.build:
@@ -145,8 +163,13 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
         params = ScanParams(**{**params.__dict__, **overrides})
     params.validate()
     started = time.time()
-    with open_alignments(path, params.reference, threads=params.threads) as source:
+    with (
+        htslib_quiet(),
+        open_alignments(path, params.reference, threads=params.threads) as source,
+    ):
         model = choose_model(params, source)
+        if params.reference is not None:
+            check_reference(source, params.reference, model.contig)
         sample = params.sample or source.default_sample_name()
         log.debug(
             "%s: %s %s (%s) on %s, build %s", sample, model.gene, model.transcript,
@@ -154,8 +177,16 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
         )  # fmt: skip
         window_start0, window_end0 = model.window(params.padding)
         window_end0 = min(window_end0, source.contigs[model.contig])
-        if not source.has_index and not params.stream:
-            log.info("%s has no index: reading the whole file (stream mode)", source.display_name)
+        if path == "-":
+            log.info("reading standard input to the end (stream mode)")
+        elif not source.has_index and not params.stream:
+            log.info(
+                "%s has no index: reading the whole file (stream mode); %s",
+                source.display_name,
+                "a sorted, indexed BAM is read faster (samtools sort, samtools index)"
+                if source.format == "SAM"
+                else f"index it to read only the gene: samtools index {source.display_name}",
+            )
         counter = _core.GeneCounter(
             model.contig,
             window_start0,

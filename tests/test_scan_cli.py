@@ -188,6 +188,7 @@ def test_build_mismatch_is_refused_with_both_named(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 3
     assert "58617616" in err and "59128983" in err and err.count("\n") == 1
+    assert str(sim.bam) in err  # names the BAM whose header disagrees
 
 
 @pytest.mark.parametrize(
