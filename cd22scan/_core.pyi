@@ -4,7 +4,7 @@ The core counts; it does no I/O. Semantics of every number: docs/counting.md.
 Coordinates are 0-based, half-open.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import final
 
 import numpy as np
@@ -72,8 +72,34 @@ class GeneCounter:
         overlap the window are passed over (for whole-file streams). Returns (segments without
         FLAG 0x4, segments counted). Needs ``segment_layout_matches`` to have accepted a segment
         of this type first (``TypeError`` otherwise, or for any other object in the list)."""
+    def segment_sink(
+        self,
+        tid: int,
+        *,
+        only_window: bool = False,
+        batch_records: int = 4096,
+        on_batch: Callable[[int], object] | None = None,
+    ) -> SegmentSink:
+        """A sink that takes pysam segments one at a time (copying each record at once) and
+        counts them on a worker thread in batches of ``batch_records``; this counter is lent to
+        it (other calls raise ``CoreError``) until ``SegmentSink.close()``. ``tid`` and
+        ``only_window`` as for ``add_segments``; ``on_batch(n)`` is called once per batch with
+        the segments pushed since its last call."""
     def finish(self) -> CountResult:
         """Flush reads still waiting for a mate and return the counts. Call once."""
+
+@final
+class SegmentSink:
+    @property
+    def pushed(self) -> int:
+        """Segments pushed so far."""
+    def push(self, segment: pysam.AlignedSegment) -> None:
+        """Copy one segment's record into the current batch (``TypeError`` for anything that is
+        not a verified pysam ``AlignedSegment``)."""
+    def close(self) -> tuple[int, int, int]:
+        """Count what is left, stop the worker and give the counter back. Returns (segments
+        pushed, of which without FLAG 0x4, segments counted). Raises the first ``CoreError``
+        of counting. A sink dropped without ``close`` leaves its counter unusable."""
 
 def segment_layout_matches(segment: object) -> bool:
     """Whether ``segment`` is a pysam ``AlignedSegment`` whose htslib record the core can read

@@ -10,13 +10,11 @@ fallback. Filtering and counting happen in the core (docs/counting.md).
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import itertools
 import logging
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,8 +26,9 @@ from cd22scan.errors import AnnotationError, InputError
 
 log = logging.getLogger("cd22scan")
 
-BATCH_RECORDS = 20_000
-"""Records per batch handed to the core: large enough that the call overhead vanishes."""
+BATCH_RECORDS = 4096
+"""Records per batch handed to the core: large enough that the hand-over cost vanishes, small
+enough that the batch stays in cache between pysam and the core."""
 
 
 @dataclass
@@ -280,8 +279,9 @@ def library_size(source: AlignmentSource) -> int | None:
 
 
 HANDOVERS = ("auto", "segments", "text")
-"""How records reach the core: ``segments`` hands pysam's htslib records over directly (counted
-on a worker thread while pysam decodes the next batch), ``text`` as SAM lines; ``auto`` uses
+"""How records reach the core: ``segments`` copies each pysam segment's htslib record straight
+into the core's batch (counted on a worker thread while pysam decodes the next), ``text`` as SAM
+lines; ``auto`` uses
 ``segments`` when this pysam's record layout checks out on the first record (see
 ``_core.segment_layout_matches``), else ``text``. ``CD22SCAN_HANDOVER`` overrides the default."""
 
@@ -390,67 +390,38 @@ def _feed_segments(
     batch_records: int,
     on_batch: Callable[[int], None] | None,
 ) -> None:
-    """Batches of pysam segments; the core counts one batch while pysam reads the next."""
-    mapped = 0
-    sent = 0
-    n = 0
-    pending: Future[tuple[int, int]] | None = None
-    pending_size = 0
-
-    def collect() -> None:
-        nonlocal mapped, sent, pending
-        if pending is None:
-            return
-        try:
-            batch_mapped, batch_sent = pending.result()
-        except _core.CoreError as exc:
-            raise InputError(f"{source.display_name}: {exc}") from None
-        finally:
-            pending = None
-        mapped += batch_mapped
-        sent += batch_sent
-        if on_batch is not None:
-            on_batch(pending_size)
-
-    # Batches keep tens of thousands of new segments alive: with the cyclic garbage collector on,
-    # every 700 allocations would traverse them all (17 % of the reader's time in a profile).
-    # Segments hold no reference cycles, so collection is paused while reading.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cd22scan-core") as pool:
-        try:
-            batch: list[pysam.AlignedSegment] = []
-            add = batch.append
-            read = None
-            try:
-                for read in records:
-                    add(read)
-                    n += 1
-                    if n % batch_records == 0:
-                        collect()
-                        pending = pool.submit(
-                            counter.add_segments, batch, tid, only_window=whole_file
-                        )
-                        pending_size = len(batch)
-                        batch = []
-                        add = batch.append
-            except OSError as exc:
-                raise _ReadFailure(n, read, exc) from None
-            collect()
-            if batch:
-                pending = pool.submit(counter.add_segments, batch, tid, only_window=whole_file)
-                pending_size = len(batch)
-                collect()
-        finally:
-            if pending is not None:
-                pending.cancel()
-                # A batch still being counted finishes before the pool shuts down.
-            if gc_was_enabled:
-                gc.enable()
-    stats.records_read = n
+    """Each segment's record is copied into the core's batch as pysam yields it (so pysam reuses
+    the segment's memory at once); the core counts full batches on its worker thread and calls
+    ``on_batch`` once per batch."""
+    sink = counter.segment_sink(
+        tid, only_window=whole_file, batch_records=batch_records, on_batch=on_batch
+    )
+    push = sink.push
+    read = None
+    try:
+        for read in records:
+            push(read)
+    except OSError as exc:
+        pushed = sink.pushed
+        _close_quietly(sink)
+        raise _ReadFailure(pushed, read, exc) from None
+    except BaseException:
+        _close_quietly(sink)
+        raise
+    try:
+        pushed, mapped, sent = sink.close()
+    except _core.CoreError as exc:
+        raise InputError(f"{source.display_name}: {exc}") from None
+    stats.records_read = pushed
     stats.records_to_core = sent
     if whole_file:
         stats.mapped_records_in_file = mapped
+
+
+def _close_quietly(sink: _core.SegmentSink) -> None:
+    """Close a sink after another error: that error is the one to report."""
+    with contextlib.suppress(_core.CoreError):
+        sink.close()
 
 
 def _feed_text(

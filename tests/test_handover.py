@@ -171,3 +171,71 @@ def test_unsorted_segments_are_refused_with_the_read_named(tmp_path):
         _core.CoreError, match=f"record 2 \\(read '{reads[0].query_name}'\\).*not sorted"
     ):
         counter.add_segments(backwards, tid)
+
+
+def _reads(tmp_path, n_fragments=300):
+    sim = _sim(tmp_path, n_fragments=n_fragments)
+    gene = sim.gene
+    window = gene.window(300)
+    with pysam.AlignmentFile(str(sim.bam)) as handle:
+        reads = list(handle.fetch(until_eof=True))
+        tid = handle.get_tid(gene.contig)
+    assert _core.segment_layout_matches(reads[0])
+    return gene, window, reads, tid
+
+
+@pytest.mark.parametrize("only_window", [False, True])
+def test_sink_counts_like_add_segments(tmp_path, only_window):
+    gene, window, reads, tid = _reads(tmp_path)
+    direct = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
+    mapped, sent = direct.add_segments(reads, tid, only_window=only_window)
+    sunk = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
+    reported: list[int] = []
+    sink = sunk.segment_sink(
+        tid, only_window=only_window, batch_records=37, on_batch=reported.append
+    )
+    for read in reads:
+        sink.push(read)
+    assert sink.pushed == len(reads)
+    assert sink.close() == (len(reads), mapped, sent)
+    assert sum(reported) == len(reads)
+    assert only_window or max(reported) <= 37  # skipped segments add to the next report
+    assert_same_counts(sunk.finish(), direct.finish())
+
+
+def test_counter_is_lent_to_an_open_sink_and_back_after_close(tmp_path):
+    gene, window, reads, tid = _reads(tmp_path, 50)
+    counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
+    sink = counter.segment_sink(tid)
+    with pytest.raises(_core.CoreError, match="being fed by a SegmentSink"):
+        counter.add_sam(b"")
+    with pytest.raises(TypeError, match="expected a pysam AlignedSegment"):
+        sink.push("not a read")  # type: ignore[arg-type]
+    sink.push(reads[0])
+    sink.close()
+    with pytest.raises(_core.CoreError, match="finished"):
+        sink.push(reads[1])
+    assert counter.finish().filters["records"] == 1
+
+
+def test_sink_dropped_without_close_leaves_the_counter_unusable(tmp_path):
+    gene, window, reads, tid = _reads(tmp_path, 50)
+    counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
+    sink = counter.segment_sink(tid)
+    for read in reads:
+        sink.push(read)
+    del sink
+    with pytest.raises(_core.CoreError, match="incomplete"):
+        counter.finish()
+
+
+def test_sink_reports_a_counting_error_at_close(tmp_path):
+    gene, window, reads, tid = _reads(tmp_path, 50)
+    mapped = [r for r in reads if not r.is_unmapped and r.reference_id == tid]
+    counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
+    sink = counter.segment_sink(tid, batch_records=1)
+    sink.push(mapped[-1])
+    for read in mapped[:5]:  # positions go backwards: the worker refuses the second record
+        sink.push(read)
+    with pytest.raises(_core.CoreError, match=r"record 2 .*not sorted"):
+        sink.close()

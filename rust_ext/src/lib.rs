@@ -102,6 +102,8 @@ pub enum CoreError {
     Unusable,
     /// `add_sam` or `finish` after `finish`.
     Finished,
+    /// The counter is lent to a `SegmentSink` that is not closed yet.
+    Lent,
     /// A bug: the core panicked (caught at the Python boundary).
     Internal(String),
 }
@@ -148,6 +150,10 @@ impl fmt::Display for CoreError {
                 "this GeneCounter already failed on earlier input; its counts would be incomplete"
             ),
             Self::Finished => write!(f, "this GeneCounter is finished (finish() was called)"),
+            Self::Lent => write!(
+                f,
+                "this GeneCounter is being fed by a SegmentSink: close() the sink first"
+            ),
             Self::Internal(message) => write!(
                 f,
                 "internal error in the counting core (a bug, please report it): {message}"

@@ -15,7 +15,9 @@ use crate::bam::BamDecoder;
 use crate::{CoreError as RustError, CountResult, CounterConfig, BASE_COUNT_KEYS, FILTER_KEYS};
 
 mod segments;
+mod sink;
 use segments::{check_layout, SegmentBatch};
+use sink::PySegmentSink;
 
 create_exception!(
     cd22scan._core,
@@ -25,11 +27,11 @@ create_exception!(
 );
 
 /// The one conversion of core errors into Python exceptions.
-fn to_py_err(error: RustError) -> PyErr {
+pub(crate) fn to_py_err(error: RustError) -> PyErr {
     CoreError::new_err(error.to_string())
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(text) = payload.downcast_ref::<&str>() {
         (*text).to_owned()
     } else if let Some(text) = payload.downcast_ref::<String>() {
@@ -64,12 +66,41 @@ fn bounded_arg<T: TryFrom<i64>>(
 }
 
 #[pyclass(name = "GeneCounter", module = "cd22scan._core")]
-struct PyGeneCounter {
+pub struct PyGeneCounter {
+    /// The counter is with a `SegmentSink` (so `inner` is empty until it is closed).
+    lent: bool,
     /// Decoder of pysam segments, for the reference id of the last `add_segments` call.
     decoder: Option<BamDecoder>,
     // Boxed: Python allocates objects with 16-byte alignment only, so a field that needs more
     // (a SIMD type; an inline memchr searcher once crashed here) must live in a Rust allocation.
     inner: Option<Box<crate::GeneCounter>>,
+}
+
+impl PyGeneCounter {
+    /// Why `inner` is empty.
+    fn missing(lent: bool) -> RustError {
+        if lent {
+            RustError::Lent
+        } else {
+            RustError::Finished
+        }
+    }
+
+    /// Hand the counter to a sink.
+    fn lend(&mut self) -> PyResult<Box<crate::GeneCounter>> {
+        let counter = self
+            .inner
+            .take()
+            .ok_or_else(|| to_py_err(Self::missing(self.lent)))?;
+        self.lent = true;
+        Ok(counter)
+    }
+
+    /// Take the counter back from a sink.
+    fn give_back(&mut self, counter: Box<crate::GeneCounter>) {
+        self.inner = Some(counter);
+        self.lent = false;
+    }
 }
 
 #[pymethods]
@@ -117,6 +148,7 @@ impl PyGeneCounter {
             };
             let inner = crate::GeneCounter::new(config).map_err(to_py_err)?;
             Ok(Self {
+                lent: false,
                 decoder: None,
                 inner: Some(Box::new(inner)),
             })
@@ -128,7 +160,7 @@ impl PyGeneCounter {
         let inner = self
             .inner
             .as_mut()
-            .ok_or_else(|| to_py_err(RustError::Finished))?;
+            .ok_or_else(|| to_py_err(Self::missing(self.lent)))?;
         let result = py.detach(|| catch_unwind(AssertUnwindSafe(|| inner.add_sam(records))));
         match result {
             Ok(counted) => counted.map_err(to_py_err),
@@ -157,7 +189,7 @@ impl PyGeneCounter {
         let inner = self
             .inner
             .as_mut()
-            .ok_or_else(|| to_py_err(RustError::Finished))?;
+            .ok_or_else(|| to_py_err(Self::missing(self.lent)))?;
         let filter = only_window.then(|| (tid, inner.window()));
         let batch = guarded(|| SegmentBatch::collect(segments, filter))?;
         let decoder = match &mut self.decoder {
@@ -187,12 +219,27 @@ impl PyGeneCounter {
         }
     }
 
+    /// A sink that takes pysam segments one at a time (copying each record at once) and counts
+    /// them on a worker thread in batches of `batch_records`; this counter is lent to it until
+    /// `SegmentSink.close()`. `tid` and `only_window` as for `add_segments`; `on_batch(n)` is
+    /// called with the number of segments pushed since its last call, once per batch.
+    #[pyo3(signature = (tid, *, only_window = false, batch_records = 4096, on_batch = None))]
+    fn segment_sink(
+        slf: Bound<'_, Self>,
+        tid: i32,
+        only_window: bool,
+        batch_records: usize,
+        on_batch: Option<Py<PyAny>>,
+    ) -> PyResult<PySegmentSink> {
+        PySegmentSink::start(slf, tid, only_window, batch_records, on_batch)
+    }
+
     /// Flush reads still waiting for a mate and return the counts. Call once.
     fn finish(&mut self, py: Python<'_>) -> PyResult<PyCountResult> {
         let inner = self
             .inner
             .take()
-            .ok_or_else(|| to_py_err(RustError::Finished))?;
+            .ok_or_else(|| to_py_err(Self::missing(self.lent)))?;
         let result = py.detach(|| guarded(|| inner.finish().map_err(to_py_err)))?;
         guarded(|| PyCountResult::build(py, result))
     }
@@ -282,6 +329,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FILTER_KEYS", PyTuple::new(py, FILTER_KEYS)?)?;
     m.add_class::<PyGeneCounter>()?;
     m.add_class::<PyCountResult>()?;
+    m.add_class::<PySegmentSink>()?;
     m.add_function(wrap_pyfunction!(segment_layout_matches, m)?)?;
     // PyO3's `add` fills `__all__`; `_core.pyi` declares none (and stubtest checks it), and this
     // private module is not meant for `import *`.

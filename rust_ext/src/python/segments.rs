@@ -68,7 +68,19 @@ unsafe impl Send for SegmentRecord {}
 // SAFETY: as above; shared reads only.
 unsafe impl Sync for SegmentRecord {}
 
+/// The type [`check_layout`] accepted, if any.
+pub(super) fn verified_type() -> Option<usize> {
+    match VERIFIED_TYPE.load(Ordering::Acquire) {
+        0 => None,
+        t => Some(t),
+    }
+}
+
 impl SegmentRecord {
+    pub(super) fn core(&self) -> &BamCore {
+        &self.core
+    }
+
     /// The record's fixed fields and data block.
     ///
     /// # Safety
@@ -160,7 +172,7 @@ impl<'py> SegmentBatch<'py> {
 ///
 /// # Safety
 /// As [`SegmentRecord::view`].
-unsafe fn may_overlap(record: &SegmentRecord, tid: i32, window: Interval) -> bool {
+pub(super) unsafe fn may_overlap(record: &SegmentRecord, tid: i32, window: Interval) -> bool {
     let core = &record.core;
     if core.tid != tid || core.pos >= window.end {
         return false;
@@ -184,7 +196,7 @@ unsafe fn may_overlap(record: &SegmentRecord, tid: i32, window: Interval) -> boo
 ///
 /// # Safety
 /// `segment` must be an `AlignedSegment` with pysam's layout (see the module docs).
-unsafe fn read_record(segment: &Bound<'_, PyAny>) -> Option<SegmentRecord> {
+pub(super) unsafe fn read_record(segment: &Bound<'_, PyAny>) -> Option<SegmentRecord> {
     let object = segment.as_ptr().cast::<u8>();
     let delegate = object
         .add(DELEGATE_OFFSET)

@@ -1,0 +1,227 @@
+//! `SegmentSink`: pysam segments pushed one at a time, copied at once, counted on a worker thread.
+//!
+//! `push` copies the htslib record out of the segment (fixed fields and data block, about 300
+//! bytes) into the batch being filled, so pysam can free and reuse the segment's memory right
+//! away; full batches go to a worker thread that owns the counter until `close`. Python never
+//! waits for counting except when two batches are already queued (bounded memory).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+
+use super::segments::{may_overlap, read_record, verified_type};
+use super::{panic_message, to_py_err, PyGeneCounter};
+use crate::bam::{BamCore, BamDecoder};
+use crate::{CoreError as RustError, GeneCounter, Interval};
+
+/// Records of one batch: fixed fields and the range of each data block in `data`.
+#[derive(Default)]
+struct Batch {
+    records: Vec<(BamCore, usize, usize)>,
+    data: Vec<u8>,
+}
+
+/// Batches queued for the worker beyond the one it counts.
+const QUEUED_BATCHES: usize = 2;
+
+type WorkerResult = (Box<GeneCounter>, Result<(), RustError>);
+
+/// Count every batch received; after an error keep receiving (and dropping) until the sender
+/// closes, so that `push` never blocks on a worker that stopped.
+fn count_batches(
+    mut counter: Box<GeneCounter>,
+    mut decoder: BamDecoder,
+    batches: Receiver<Batch>,
+) -> WorkerResult {
+    let mut outcome = Ok(());
+    for batch in batches {
+        if outcome.is_err() {
+            continue;
+        }
+        let records = batch
+            .records
+            .iter()
+            .map(|&(core, start, end)| (core, batch.data.get(start..end).unwrap_or_default()));
+        outcome = match catch_unwind(AssertUnwindSafe(|| counter.add_bam(&mut decoder, records))) {
+            Ok(counted) => counted,
+            Err(payload) => {
+                counter.mark_unusable();
+                Err(RustError::Internal(panic_message(payload.as_ref())))
+            }
+        };
+    }
+    (counter, outcome)
+}
+
+#[pyclass(name = "SegmentSink", module = "cd22scan._core")]
+pub struct PySegmentSink {
+    owner: Py<PyGeneCounter>,
+    verified: usize,
+    only_window: Option<(i32, Interval)>,
+    batch_records: usize,
+    batch: Batch,
+    sender: Option<SyncSender<Batch>>,
+    worker: Option<JoinHandle<WorkerResult>>,
+    on_batch: Option<Py<PyAny>>,
+    /// Segments pushed since `on_batch` was last called.
+    unreported: u64,
+    pushed: u64,
+    mapped: u64,
+    sent: u64,
+}
+
+impl PySegmentSink {
+    /// Take `owner`'s counter and start the worker.
+    pub fn start(
+        owner: Bound<'_, PyGeneCounter>,
+        tid: i32,
+        only_window: bool,
+        batch_records: usize,
+        on_batch: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let verified = verified_type().ok_or_else(|| {
+            PyTypeError::new_err(
+                "segment layout not verified: call segment_layout_matches() on a segment first",
+            )
+        })?;
+        let counter = owner.borrow_mut().lend()?;
+        let window = counter.window();
+        let decoder = BamDecoder::new(counter.contig(), tid);
+        let (sender, receiver) = sync_channel(QUEUED_BATCHES);
+        let worker = std::thread::Builder::new()
+            .name("cd22scan-core".into())
+            .spawn(move || count_batches(counter, decoder, receiver))
+            .map_err(|e| to_py_err(RustError::Internal(format!("cannot start a thread: {e}"))))?;
+        Ok(Self {
+            owner: owner.unbind(),
+            verified,
+            only_window: only_window.then_some((tid, window)),
+            batch_records: batch_records.max(1),
+            batch: Batch::default(),
+            sender: Some(sender),
+            worker: Some(worker),
+            on_batch,
+            unreported: 0,
+            pushed: 0,
+            mapped: 0,
+            sent: 0,
+        })
+    }
+
+    /// Hand the filled batch to the worker (waiting, without the GIL, if the queue is full),
+    /// then tell `on_batch` how many segments were pushed since it last heard.
+    fn send(&mut self, py: Python<'_>) -> PyResult<()> {
+        if self.unreported > 0 {
+            if let Some(callback) = &self.on_batch {
+                callback.call1(py, (self.unreported,))?;
+            }
+            self.unreported = 0;
+        }
+        if self.batch.records.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let Some(sender) = &self.sender else {
+            return Err(to_py_err(RustError::Finished));
+        };
+        // The worker only stops receiving when it panicked outside catch_unwind; `close`
+        // then reports what happened.
+        let _ = py.detach(|| sender.send(batch));
+        Ok(())
+    }
+
+    /// Stop the worker and give the counter back to its owner; the worker's error, if any.
+    fn stop(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.sender = None;
+        let Some(worker) = self.worker.take() else {
+            return Ok(());
+        };
+        let joined = py.detach(|| worker.join());
+        let (counter, outcome) = joined
+            .map_err(|payload| to_py_err(RustError::Internal(panic_message(payload.as_ref()))))?;
+        self.owner.borrow_mut(py).give_back(counter);
+        outcome.map_err(to_py_err)
+    }
+}
+
+#[pymethods]
+impl PySegmentSink {
+    /// Copy one pysam `AlignedSegment`'s record into the current batch.
+    fn push(&mut self, py: Python<'_>, segment: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.worker.is_none() {
+            return Err(to_py_err(RustError::Finished));
+        }
+        if segment.get_type().as_ptr() as usize != self.verified {
+            return Err(PyTypeError::new_err(format!(
+                "expected a pysam AlignedSegment, got {}",
+                segment.get_type()
+            )));
+        }
+        // SAFETY: the type is the one whose layout was verified; `segment` is alive here.
+        let record = unsafe { read_record(segment) }
+            .ok_or_else(|| PyTypeError::new_err("the segment has no htslib record"))?;
+        self.pushed += 1;
+        self.unreported += 1;
+        if record.core().flag & 0x4 == 0 {
+            self.mapped += 1;
+        }
+        if let Some((tid, window)) = self.only_window {
+            // SAFETY: as above.
+            if !unsafe { may_overlap(&record, tid, window) } {
+                if self.unreported >= 64 * self.batch_records as u64 {
+                    self.send(py)?; // progress through long stretches off the window
+                }
+                return Ok(());
+            }
+        }
+        // SAFETY: as above; the bytes are copied before `segment` can change or go away.
+        let (core, data) = unsafe { record.view() };
+        let start = self.batch.data.len();
+        self.batch.data.extend_from_slice(data);
+        self.batch
+            .records
+            .push((core, start, self.batch.data.len()));
+        self.sent += 1;
+        if self.batch.records.len() >= self.batch_records {
+            self.send(py)?;
+        }
+        Ok(())
+    }
+
+    /// Segments pushed so far.
+    #[getter]
+    fn pushed(&self) -> u64 {
+        self.pushed
+    }
+
+    /// Count what is left, stop the worker and give the counter back. Returns (segments pushed,
+    /// of which without FLAG 0x4, segments counted). Raises the first `CoreError` of counting.
+    fn close(&mut self, py: Python<'_>) -> PyResult<(u64, u64, u64)> {
+        let sent = self.send(py);
+        let stopped = self.stop(py);
+        sent?;
+        stopped?;
+        Ok((self.pushed, self.mapped, self.sent))
+    }
+}
+
+impl Drop for PySegmentSink {
+    fn drop(&mut self) {
+        // Dropped without close(): records of the unsent batch are lost, so the counter goes
+        // back marked unusable (its finish() then says the counts would be incomplete).
+        self.sender = None;
+        if let Some(worker) = self.worker.take() {
+            if let Ok((mut counter, _)) = worker.join() {
+                counter.mark_unusable();
+                Python::attach(|py| {
+                    if let Ok(mut owner) = self.owner.bind(py).try_borrow_mut() {
+                        owner.give_back(counter);
+                    }
+                });
+            }
+        }
+    }
+}
