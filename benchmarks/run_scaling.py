@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--fragments", type=int, default=3000)
     args = parser.parse_args()
     baseline, relapse = base_pair(args.fragments)
-    cli = [sys.executable, "-m", "cd22scan"]
+    cli = [sys.executable, "-P", "-m", "cd22scan"]  # -P: the installed package, not the checkout
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         python = min(timed([sys.executable, "-c", "pass"]) for _ in range(3))

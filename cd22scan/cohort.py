@@ -8,9 +8,11 @@ sheet's folder; nothing in the sheet is ever executed.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import multiprocessing
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -123,11 +125,36 @@ def _scan_worker(row: SheetRow, params: ScanParams, scans_dir: Path) -> tuple[st
         return row.sample, str(exc)
 
 
-def scan_all(rows: list[SheetRow], params: ScanParams, scans_dir: Path, jobs: int) -> None:
-    """Scan every sample once; a failed sample stops the run with its one-line reason."""
+@contextlib.contextmanager
+def worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor | None]:
+    """``jobs`` spawned worker processes (started once, for scans and comparisons), or None."""
+    if jobs <= 1:
+        yield None
+        return
+    with ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=_SPAWN,
+        initializer=setup_worker,
+        initargs=(log.getEffectiveLevel(),),
+    ) as pool:
+        yield pool
+
+
+def scan_all(
+    rows: list[SheetRow],
+    params: ScanParams,
+    scans_dir: Path,
+    jobs: int,
+    pool: ProcessPoolExecutor | None = None,
+) -> None:
+    """Scan every sample once (in ``pool`` if given, else in ``jobs`` new workers); a failed
+    sample stops the run with its one-line reason."""
     todo = [r for r in rows if not r.path.is_dir()]
     if not todo:
         return
+    if pool is None and jobs > 1:
+        with worker_pool(jobs) as own:
+            return scan_all(rows, params, scans_dir, jobs, own)
     errors: list[str] = []
 
     def finished(sample: str, error: str | None) -> None:
@@ -137,19 +164,13 @@ def scan_all(rows: list[SheetRow], params: ScanParams, scans_dir: Path, jobs: in
             errors.append(error)
 
     with progress("samples scanned", unit=" samples", total=len(todo)) as bar:
-        if jobs <= 1:
+        if pool is None:
             for row in todo:
                 finished(*_scan_worker(row, params, scans_dir))
         else:
-            with ProcessPoolExecutor(
-                max_workers=jobs,
-                mp_context=_SPAWN,
-                initializer=setup_worker,
-                initargs=(log.getEffectiveLevel(),),
-            ) as pool:
-                futures = [pool.submit(_scan_worker, row, params, scans_dir) for row in todo]
-                for future in as_completed(futures):
-                    finished(*future.result())
+            futures = [pool.submit(_scan_worker, row, params, scans_dir) for row in todo]
+            for future in as_completed(futures):
+                finished(*future.result())
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise InputError(errors[0] + more)
@@ -331,6 +352,54 @@ def write_cohort_outputs(
     return written
 
 
+def _compare_worker(
+    pair: Pair,
+    baseline: SheetRow,
+    relapse: SheetRow,
+    scans_dir: Path,
+    pairs_dir: Path,
+    thresholds: Thresholds,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One pair (in a worker process or not): compare, write its files, return its tables."""
+    base_scan, rel_scan = _load(baseline, scans_dir), _load(relapse, scans_dir)
+    comparison: Comparison = compare_samples(base_scan, rel_scan, thresholds=thresholds)
+    log.debug("%s: %s", pair.name, comparison.verdict["verdict"][0])
+    return write_pair_outputs(pairs_dir, pair.patient, comparison, base_scan, rel_scan)
+
+
+def compare_all(
+    pairs: list[Pair],
+    by_name: dict[str, SheetRow],
+    scans_dir: Path,
+    pairs_dir: Path,
+    thresholds: Thresholds,
+    pool: ProcessPoolExecutor | None,
+) -> tuple[list[pl.DataFrame], list[pl.DataFrame]]:
+    """Every pair's events and verdict, in ``pairs`` order (compared in ``pool`` if given)."""
+    results: list[tuple[pl.DataFrame, pl.DataFrame] | None] = [None] * len(pairs)
+    with progress("pairs compared", unit=" pairs", total=len(pairs)) as bar:
+        if pool is None:
+            for k, pair in enumerate(pairs):
+                results[k] = _compare_worker(
+                    pair, by_name[pair.baseline], by_name[pair.relapse], scans_dir, pairs_dir,
+                    thresholds,
+                )  # fmt: skip
+                bar.update(1)
+        else:
+            futures = {
+                pool.submit(
+                    _compare_worker, pair, by_name[pair.baseline], by_name[pair.relapse],
+                    scans_dir, pairs_dir, thresholds,
+                ): k
+                for k, pair in enumerate(pairs)
+            }  # fmt: skip
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                bar.update(1)
+    done = [r for r in results if r is not None]
+    return [ev for ev, _ in done], [vd for _, vd in done]
+
+
 def run_cohort(
     sheet: str | Path,
     out_dir: str | Path,
@@ -345,21 +414,25 @@ def run_cohort(
     out = prepare_out_dir(out_dir)
     scans_dir = prepare_out_dir(out / "scans")
     log.info("scanning %d samples with %d job(s)", len(rows), jobs)
-    scan_all(rows, params, scans_dir, jobs)
+    with worker_pool(jobs) as pool:
+        return _scan_and_compare(sheet, rows, out, scans_dir, params, thresholds, jobs, pool)
+
+
+def _scan_and_compare(
+    sheet: str | Path,
+    rows: list[SheetRow],
+    out: Path,
+    scans_dir: Path,
+    params: ScanParams,
+    thresholds: Thresholds,
+    jobs: int,
+    pool: ProcessPoolExecutor | None,
+) -> dict[str, Path]:
+    scan_all(rows, params, scans_dir, jobs, pool)
     pairs, unpaired, patients = plan_cohort(rows)
     warn_unpaired(sheet, rows, unpaired)
     by_name = {row.sample: row for row in rows}
-    events, verdicts = [], []
     pairs_dir = prepare_out_dir(out / "pairs")
-    with progress("pairs compared", unit=" pairs", total=len(pairs)) as bar:
-        for pair in pairs:
-            base_scan = _load(by_name[pair.baseline], scans_dir)
-            rel_scan = _load(by_name[pair.relapse], scans_dir)
-            comparison: Comparison = compare_samples(base_scan, rel_scan, thresholds=thresholds)
-            ev, vd = write_pair_outputs(pairs_dir, pair.patient, comparison, base_scan, rel_scan)
-            log.debug("%s: %s", pair.name, comparison.verdict["verdict"][0])
-            events.append(ev)
-            verdicts.append(vd)
-            bar.update(1)
+    events, verdicts = compare_all(pairs, by_name, scans_dir, pairs_dir, thresholds, pool)
     scans = [_load(row, scans_dir) for row in rows]
     return write_cohort_outputs(out, events, verdicts, unpaired, patients, thresholds, scans)

@@ -697,7 +697,15 @@ def _vcf_alleles(change: Change, locus: Locus | None) -> tuple[int, str, str]:
     return anchor, base(anchor), base(anchor) + change.inserted
 
 
+_WARNED_NO_REFERENCE: set[tuple[str, str]] = set()
+
+
 def _warn_no_reference(model: GeneModel) -> None:
+    """Said once per gene model and process (a cohort calls variants for every sample)."""
+    key = (model.gene, model.transcript)
+    if key in _WARNED_NO_REFERENCE:
+        return
+    _WARNED_NO_REFERENCE.add(key)
     log.warning(
         "%s %s: no reference sequence, so coding consequences and p. names are 'unknown' / 'p.?';"
         " give --reference for them",
@@ -732,10 +740,25 @@ def call_variants(
     tx = tmap.transcript_sequence(locus) if locus is not None else None
     # Indels are left-aligned before the scope check, so keep the bases a little wider.
     near = bases.filter(_scope_filter(tmap, SITE_PADDING + _LOCUS_MARGIN))
-    by_pos = {row["pos"]: row for row in near.iter_rows(named=True)}
+    # Only positions where some letter could be an allele go through Python (a superset of what
+    # _snv_alleles keeps: the VAF bound is loosened against float rounding).
+    could_pass = pl.any_horizontal(
+        [
+            (pl.col(letter) >= min_alt) & (pl.col(letter) >= min_vaf * 0.999999 * pl.col("depth"))
+            for letter in LETTERS
+        ]
+    )
+    candidates = near.filter(could_pass & (pl.col("depth") > 0))
+    by_pos = {row["pos"]: row for row in candidates.iter_rows(named=True)}
     snv_rows = [row for pos, row in by_pos.items() if tmap.in_scope(pos, pos)]
     found = _snv_alleles(snv_rows, locus, min_alt, min_vaf)
-    for allele in _indel_alleles(indels, locus, min_alt):
+    indel_alleles = _indel_alleles(indels, locus, min_alt)
+    anchors = {a.change.first if a.change.kind == "del" else a.change.last for a in indel_alleles}
+    missing = sorted(anchors - by_pos.keys())
+    if missing:
+        extra = near.filter(pl.col("pos").is_in(missing))
+        by_pos.update((row["pos"], row) for row in extra.iter_rows(named=True))
+    for allele in indel_alleles:
         change = allele.change
         at = change.first if change.kind == "del" else change.last
         row = by_pos.get(at)
