@@ -797,6 +797,16 @@ impl DueQueue {
         }
     }
 
+    /// Entries due at `pos`, if `pos` is within the ring (far ones are not looked at).
+    fn peek(&self, pos: i64) -> Option<&[(u64, u32)]> {
+        if pos < self.next || pos - self.next >= DUE_SPAN {
+            return None;
+        }
+        self.buckets
+            .get(pos.rem_euclid(DUE_SPAN) as usize)
+            .map(Vec::as_slice)
+    }
+
     fn bucket(&mut self, pos: i64) -> Option<&mut Vec<(u64, u32)>> {
         self.buckets.get_mut(pos.rem_euclid(DUE_SPAN) as usize)
     }
@@ -856,6 +866,8 @@ impl DueQueue {
 #[derive(Debug, Default)]
 struct WaitSlot {
     qname_len: usize,
+    /// [`MateBook::hash`] of the QNAME.
+    qname_hash: u64,
     /// QNAME, then the waiting read's SEQ, numeric QUAL and encoded CIGAR ops.
     data: Vec<u8>,
     read_pos0: i64,
@@ -918,14 +930,18 @@ impl MateBook {
         }
     }
 
-    fn find(&self, qname: &[u8]) -> Option<u32> {
-        let hash = self.hasher.hash_one(qname);
+    fn hash(&self, qname: &[u8]) -> u64 {
+        self.hasher.hash_one(qname)
+    }
+
+    /// The slot of `qname`, whose [`MateBook::hash`] is `hash`.
+    fn find(&self, hash: u64, qname: &[u8]) -> Option<u32> {
         let slots = &self.slots;
         self.by_name
             .find(hash, |&s| {
                 slots
                     .get(s as usize)
-                    .is_some_and(|slot| slot.qname() == qname)
+                    .is_some_and(|slot| slot.qname_hash == hash && slot.qname() == qname)
             })
             .copied()
     }
@@ -943,7 +959,7 @@ impl MateBook {
     }
 
     /// The slot for `qname` (`existing` if already found), created if absent.
-    fn slot_for(&mut self, qname: &[u8], existing: Option<u32>) -> u32 {
+    fn slot_for(&mut self, hash: u64, qname: &[u8], existing: Option<u32>) -> u32 {
         if let Some(s) = existing {
             return s;
         }
@@ -959,16 +975,14 @@ impl MateBook {
             slot.data.clear();
             slot.data.extend_from_slice(qname);
             slot.qname_len = qname.len();
+            slot.qname_hash = hash;
             slot.read_seq_len = 0;
         }
         self.set_ticket(s, READ, 0);
         self.set_ticket(s, FRAGMENT, 0);
-        let hash = self.hasher.hash_one(qname);
-        let (slots, hasher) = (&self.slots, &self.hasher);
+        let slots = &self.slots;
         self.by_name.insert_unique(hash, s, |&other| {
-            slots
-                .get(other as usize)
-                .map_or(0, |slot| hasher.hash_one(slot.qname()))
+            slots.get(other as usize).map_or(0, |slot| slot.qname_hash)
         });
         s
     }
@@ -981,7 +995,7 @@ impl MateBook {
         let Some(slot) = self.slots.get(s as usize) else {
             return;
         };
-        let hash = self.hasher.hash_one(slot.qname());
+        let hash = slot.qname_hash;
         if let Ok(entry) = self.by_name.find_entry(hash, |&other| other == s) {
             entry.remove();
             self.free.push(s);
@@ -999,6 +1013,36 @@ impl MateBook {
     fn waiting(&self) -> usize {
         self.slots.len() - self.free.len()
     }
+
+    /// Prefetch the data of reads whose mates start at `pos0` or `pos0 + 1`, and the slots of those
+    /// whose mates start at `pos0 + 2` (their data pointers are read at the next position).
+    fn prefetch_due(&self, pos0: i64) {
+        for (distance, data_too) in [(0, true), (1, true), (2, false)] {
+            let Some(bucket) = self.due.peek(pos0 + distance) else {
+                continue;
+            };
+            for &(_, s) in bucket {
+                if let Some(slot) = self.slots.get(s as usize) {
+                    prefetch(std::ptr::from_ref(slot).cast());
+                    if data_too {
+                        prefetch(slot.data.as_ptr());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A hint to load the cache line at `address` (no effect on results; none off x86_64).
+#[inline(always)]
+fn prefetch(address: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching is a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(address.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1132,6 +1176,11 @@ impl Counter {
                     previous: self.last_pos,
                 });
             }
+            if rec.pos != self.last_pos {
+                // Mates starting at the next positions will look up these waiting reads soon:
+                // fetch them into cache now (their slots were written long ago).
+                self.book.prefetch_due(pos0);
+            }
             self.last_pos = rec.pos;
             // Mates due before this position can no longer come.
             self.flush_due_before(pos0);
@@ -1176,7 +1225,8 @@ impl Counter {
         // PNEXT - 1 >= POS - 1: the mate starts here or later, so it is still to come.
         let mate_ahead = mate_pos0 >= pos0;
         let paired_mapped = rec.flag & flags::PAIRED != 0 && rec.flag & flags::MATE_UNMAPPED == 0;
-        let mut slot = self.book.find(rec.qname);
+        let qname_hash = self.book.hash(rec.qname);
+        let mut slot = self.book.find(qname_hash, rec.qname);
         // One due-ticket per waiting record, shared by both parts if both wait.
         let mut ticket = None;
 
@@ -1190,7 +1240,7 @@ impl Counter {
                 && mate_on_contig
                 && mate_ahead =>
             {
-                let s = self.book.slot_for(rec.qname, slot);
+                let s = self.book.slot_for(qname_hash, rec.qname, slot);
                 slot = Some(s);
                 let t = *ticket.get_or_insert_with(|| self.book.schedule(s, mate_pos0));
                 self.book.set_ticket(s, READ, t);
@@ -1240,7 +1290,7 @@ impl Counter {
                     }
                 }
                 None if paired_mapped && mate_on_contig && mate_ahead => {
-                    let s = self.book.slot_for(rec.qname, slot);
+                    let s = self.book.slot_for(qname_hash, rec.qname, slot);
                     slot = Some(s);
                     let t = *ticket.get_or_insert_with(|| self.book.schedule(s, mate_pos0));
                     self.book.set_ticket(s, FRAGMENT, t);
