@@ -11,20 +11,15 @@ Patients (GRCh38, paired-end, fr-stranded; baseline and relapse each):
 from __future__ import annotations
 
 import logging
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from cd22scan.console import progress, setup_worker
+from cd22scan.cohort import run_cohort, worker_pool
+from cd22scan.console import progress
 from cd22scan.outputs import prepare_out_dir
 from cd22scan.scanner import ScanParams
 from cd22scan.simulate import add_background_reads, cd22_grch38, simulate
 
 log = logging.getLogger("cd22scan")
-
-# Workers are spawned, not forked: a fork copies the parent's thread pools (polars, htslib)
-# with their locks held, and the child can hang forever on its first use of them.
-_SPAWN = multiprocessing.get_context("spawn")
 
 FRAGMENTS = 2500
 BACKGROUND = 20_000  # off-gene reads: the library size that CPM is measured against
@@ -86,23 +81,14 @@ def make_demo_cohort(data_dir: Path, seed: int, jobs: int = 2) -> Path:
                 (data_dir, patient, timepoint, spec, seed * 100 + i, seed * 100 + i * 2 + j)
             )
     log.info("simulating %d samples over CD22 (GRCh38)", len(tasks))
-    with progress("samples simulated", unit=" samples", total=len(tasks)) as bar:
-        if jobs > 1:
-            with ProcessPoolExecutor(
-                max_workers=jobs,
-                mp_context=_SPAWN,
-                initializer=setup_worker,
-                initargs=(log.getEffectiveLevel(),),
-            ) as pool:
-                done = []
-                for result in pool.map(_simulate_sample, tasks):
-                    done.append(result)
-                    bar.update(1)
-        else:
-            done = []
-            for task in tasks:
-                done.append(_simulate_sample(task))
-                bar.update(1)
+    with (
+        progress("samples simulated", unit=" samples", total=len(tasks)) as bar,
+        worker_pool(jobs) as pool,
+    ):
+        done = []
+        for result in (pool.map if pool else map)(_simulate_sample, tasks):
+            done.append(result)
+            bar.update(1)
     references = {patient: ref for patient, _s, tp, _b, ref in done if tp == "baseline"}
     rows = ["patient\tsample\ttimepoint\tpath\treference"]
     for patient, sample, timepoint, bam, _ref in done:
@@ -114,8 +100,6 @@ def make_demo_cohort(data_dir: Path, seed: int, jobs: int = 2) -> Path:
 
 
 def run_demo(out_dir: str | Path, seed: int = 22, jobs: int = 2) -> Path:
-    from cd22scan.cohort import run_cohort
-
     out = prepare_out_dir(out_dir)
     data = prepare_out_dir(out / "input")
     sheet = make_demo_cohort(data, seed, jobs)

@@ -288,13 +288,7 @@ impl GeneCounter {
                 qname: shown_name(batch::leading_field(line)),
                 problem,
             })?;
-            self.counter
-                .add(&record)
-                .map_err(|problem| CoreError::Record {
-                    record: self.records_seen,
-                    qname: shown_name(record.qname),
-                    problem,
-                })?;
+            self.count(&record)?;
         }
         Ok(())
     }
@@ -341,15 +335,20 @@ impl GeneCounter {
                     })
                 }
             };
-            self.counter
-                .add(&record)
-                .map_err(|problem| CoreError::Record {
-                    record: self.records_seen,
-                    qname: shown_name(record.qname),
-                    problem,
-                })?;
+            self.count(&record)?;
         }
         Ok(())
+    }
+
+    /// Count one decoded record; a refusal names it by its number over all batches.
+    fn count(&mut self, record: &batch::SamRecord<'_>) -> Result<(), CoreError> {
+        self.counter
+            .add(record)
+            .map_err(|problem| CoreError::Record {
+                record: self.records_seen,
+                qname: shown_name(record.qname),
+                problem,
+            })
     }
 
     /// Refuse all further input, as after an error (used when a caller caught a panic).
