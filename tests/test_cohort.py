@@ -4,33 +4,26 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from simulator import simulate, small_gene
+from cohort_helpers import write_small_cohort
 
 from cd22scan.cli import main
 from cd22scan.cohort import read_sample_sheet
-from cd22scan.simulate import write_gtf
 
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cohort")
-    gene = small_gene("+")
-    gtf = write_gtf(gene, tmp / "gene.gtf")
-    specs = [
-        ("P1", "P1_base", "baseline", {"canonical": 1.0}, 1),
-        ("P1", "P1_rel", "relapse", {"canonical": 0.5, "skip:2": 0.5}, 2),
-        ("P2", "P2_base", "baseline", {"canonical": 1.0}, 3),
-        ("P2", "P2_rel", "relapse", {"canonical": 1.0}, 4),
-        ("P3", "P3_rel", "relapse", {"canonical": 1.0}, 5),
-    ]
-    lines = ["patient\tsample\ttimepoint\tpath"]
-    for patient, sample, timepoint, isoforms, seed in specs:
-        sim = simulate(
-            tmp / sample, seed=seed, gene=gene, n_fragments=1500, isoforms=isoforms, sample=sample
-        )
-        lines.append(f"{patient}\t{sample}\t{timepoint}\t{sim.bam.relative_to(tmp)}")
-    sheet = tmp / "samples.tsv"
-    sheet.write_text("\n".join(lines) + "\n")
+    sheet, gtf = write_small_cohort(
+        tmp,
+        [
+            ("P1", "P1_base", "baseline", {"canonical": 1.0}, 1),
+            ("P1", "P1_rel", "relapse", {"canonical": 0.5, "skip:2": 0.5}, 2),
+            ("P2", "P2_base", "baseline", {"canonical": 1.0}, 3),
+            ("P2", "P2_rel", "relapse", {"canonical": 1.0}, 4),
+            ("P3", "P3_rel", "relapse", {"canonical": 1.0}, 5),
+        ],
+        n_fragments=1500,
+    )
     return tmp, sheet, gtf
 
 

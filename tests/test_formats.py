@@ -10,6 +10,7 @@ import sys
 import polars as pl
 import pysam
 import pytest
+from cohort_helpers import write_small_cohort
 
 import cd22scan
 from cd22scan.cohort import run_cohort
@@ -162,22 +163,13 @@ def test_summary_json_keeps_schema_version(scanned, tmp_path):
 @pytest.fixture(scope="module")
 def cohort_out(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mqc")
-    gene = small_gene("+")
-    gtf = write_gtf(gene, tmp / "gene.gtf")
     specs = [
         ("P1", "P1_base", "baseline", {"canonical": 1.0}, 1),
         ("P1", "P1_rel", "relapse", {"canonical": 0.5, "skip:2": 0.5}, 2),
         ("P2", "P2_base", "baseline", {"canonical": 1.0}, 3),
         ("P2", "P2_rel", "relapse", {"canonical": 1.0}, 4),
     ]
-    lines = ["patient\tsample\ttimepoint\tpath"]
-    for patient, sample, timepoint, isoforms, seed in specs:
-        sim = simulate(
-            tmp / sample, seed=seed, gene=gene, n_fragments=1200, isoforms=isoforms, sample=sample
-        )
-        lines.append(f"{patient}\t{sample}\t{timepoint}\t{sim.bam.relative_to(tmp)}")
-    sheet = tmp / "samples.tsv"
-    sheet.write_text("\n".join(lines) + "\n")
+    sheet, gtf = write_small_cohort(tmp, specs, n_fragments=1200)
     out = tmp / "out"
     run_cohort(sheet, out, ScanParams(gtf=str(gtf), gene="SMALL"))
     verdicts = pl.read_csv(out / "cohort_verdicts.tsv", separator="\t")

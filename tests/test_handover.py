@@ -139,14 +139,19 @@ def test_layout_check_refuses_other_objects(tmp_path):
     assert _core.segment_layout_matches(made) is True
 
 
-def test_add_segments_refuses_foreign_items_without_crashing(tmp_path):
-    sim = _sim(tmp_path, n_fragments=50)
+def _reads(tmp_path, n_fragments=300):
+    sim = _sim(tmp_path, n_fragments=n_fragments)
     gene = sim.gene
     window = gene.window(300)
     with pysam.AlignmentFile(str(sim.bam)) as handle:
         reads = list(handle.fetch(until_eof=True))
         tid = handle.get_tid(gene.contig)
     assert _core.segment_layout_matches(reads[0])
+    return gene, window, reads, tid
+
+
+def test_add_segments_refuses_foreign_items_without_crashing(tmp_path):
+    gene, window, reads, tid = _reads(tmp_path, 50)
     counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
     with pytest.raises(TypeError, match="item 2 of the batch is a"):
         counter.add_segments([reads[0], reads[1], "not a read"], tid)
@@ -158,30 +163,14 @@ def test_add_segments_refuses_foreign_items_without_crashing(tmp_path):
 
 
 def test_unsorted_segments_are_refused_with_the_read_named(tmp_path):
-    sim = _sim(tmp_path, n_fragments=50)
-    gene = sim.gene
-    window = gene.window(300)
-    with pysam.AlignmentFile(str(sim.bam)) as handle:
-        reads = [r for r in handle.fetch(until_eof=True) if not r.is_unmapped]
-        tid = handle.get_tid(gene.contig)
-    assert _core.segment_layout_matches(reads[0])
+    gene, window, every_read, tid = _reads(tmp_path, 50)
+    reads = [r for r in every_read if not r.is_unmapped]
     counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
     backwards = [reads[-1], reads[0]]
     with pytest.raises(
         _core.CoreError, match=f"record 2 \\(read '{reads[0].query_name}'\\).*not sorted"
     ):
         counter.add_segments(backwards, tid)
-
-
-def _reads(tmp_path, n_fragments=300):
-    sim = _sim(tmp_path, n_fragments=n_fragments)
-    gene = sim.gene
-    window = gene.window(300)
-    with pysam.AlignmentFile(str(sim.bam)) as handle:
-        reads = list(handle.fetch(until_eof=True))
-        tid = handle.get_tid(gene.contig)
-    assert _core.segment_layout_matches(reads[0])
-    return gene, window, reads, tid
 
 
 @pytest.mark.parametrize("only_window", [False, True])

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from cohort_helpers import write_small_cohort
 from polars.testing import assert_frame_equal
-from simulator import simulate, small_gene
 
 from cd22scan.cohort import read_sample_sheet, run_cohort
 from cd22scan.multiqc import GENERAL_STATS_FILE, VERDICTS_FILE
 from cd22scan.scanner import ScanParams
-from cd22scan.simulate import write_gtf
 from cd22scan.workflow_files import snakefile_path
 
 if importlib.util.find_spec("snakemake") is None:
@@ -31,28 +30,18 @@ if importlib.util.find_spec("snakemake") is None:
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("workflow")
-    gene = small_gene("+")
-    gtf = write_gtf(gene, tmp / "gene.gtf")
-    specs = [
-        ("P1", "P1_base", "baseline", {"canonical": 1.0}, 11),
-        ("P1", "P1_rel", "relapse", {"canonical": 0.6, "skip:2": 0.4}, 12),
-        ("P2", "P2_base", "baseline", {"canonical": 1.0}, 13),
-        ("P2", "P2_rel", "relapse", {"canonical": 1.0}, 14),
-        ("P3", "P3_rel", "relapse", {"canonical": 1.0}, 15),  # unpaired: scanned, not compared
-    ]
-    lines = ["patient\tsample\ttimepoint\tpath"]
-    for patient, sample, timepoint, isoforms, seed in specs:
-        sim = simulate(
-            tmp / "bams" / sample,
-            seed=seed,
-            gene=gene,
-            n_fragments=1500,
-            isoforms=isoforms,
-            sample=sample,
-        )
-        lines.append(f"{patient}\t{sample}\t{timepoint}\t{sim.bam.relative_to(tmp)}")
-    sheet = tmp / "samples.tsv"
-    sheet.write_text("\n".join(lines) + "\n")
+    sheet, gtf = write_small_cohort(
+        tmp,
+        [
+            ("P1", "P1_base", "baseline", {"canonical": 1.0}, 11),
+            ("P1", "P1_rel", "relapse", {"canonical": 0.6, "skip:2": 0.4}, 12),
+            ("P2", "P2_base", "baseline", {"canonical": 1.0}, 13),
+            ("P2", "P2_rel", "relapse", {"canonical": 1.0}, 14),
+            ("P3", "P3_rel", "relapse", {"canonical": 1.0}, 15),  # unpaired: scanned, not compared
+        ],
+        n_fragments=1500,
+        bam_dir="bams",
+    )
     reference = tmp / "run"
     run_cohort(sheet, reference, ScanParams(gene="SMALL", gtf=str(gtf)), jobs=2)
     return tmp, sheet, gtf, reference
