@@ -13,8 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from cd22scan.errors import OutputError
-from cd22scan.outputs import atomic_path, prepare_out_dir
+from cd22scan.outputs import prepare_out_dir, write_text
 from cd22scan.splicing import skipping_events
 
 __all__ = ["GENERAL_STATS_FILE", "VERDICTS_FILE", "sample_metrics", "write_multiqc_files"]
@@ -241,15 +240,6 @@ def _verdict_table(verdicts: pl.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_text(final: Path, text: str) -> Path:
-    try:
-        with atomic_path(final) as tmp:
-            tmp.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise OutputError(f"{final}: cannot write ({exc.strerror or exc})") from None
-    return final
-
-
 def write_multiqc_files(
     out_dir: str | os.PathLike[str],
     verdicts: pl.DataFrame,
@@ -266,7 +256,7 @@ def write_multiqc_files(
         stats = _general_stats(verdicts, per_sample)
         # JSON is valid YAML; no YAML library needed to write it.
         text = json.dumps(stats, indent=2, ensure_ascii=True) + "\n"
-        written.append(_write_text(out / GENERAL_STATS_FILE, text))
+        written.append(write_text(text, out / GENERAL_STATS_FILE))
     if verdicts.height:
-        written.append(_write_text(out / VERDICTS_FILE, _verdict_table(verdicts)))
+        written.append(write_text(_verdict_table(verdicts), out / VERDICTS_FILE))
     return written

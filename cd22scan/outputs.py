@@ -65,6 +65,11 @@ def _os_reason(message: str) -> str:
     return message.rsplit("IO error: ", 1)[-1].split(" (os error")[0].strip() or message
 
 
+def write_text(text: str, final: Path) -> Path:
+    """A UTF-8 text file (an HTML report, a MultiQC file), written atomically."""
+    return _write(final, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
 def write_tsv(frame: pl.DataFrame, final: Path) -> Path:
     return _write(final, lambda tmp: frame.write_csv(tmp, separator="\t", null_value=""))
 

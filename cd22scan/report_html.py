@@ -17,8 +17,7 @@ from typing import Any
 import polars as pl
 
 from cd22scan.compare import Comparison
-from cd22scan.errors import OutputError
-from cd22scan.outputs import atomic_path
+from cd22scan.outputs import write_text
 from cd22scan.scanner import ScanResult
 
 __all__ = [
@@ -136,15 +135,6 @@ def _table(headers: Sequence[str], rows: Iterable[tuple[str, Sequence[tuple[str,
         tds = "".join(f'<td class="num">{c}</td>' if num else f"<td>{c}</td>" for c, num in cells)
         lines.append(f'<tr class="{_e(css)}">{tds}</tr>' if css else f"<tr>{tds}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
-
-
-def _write_text(text: str, final: Path) -> Path:
-    try:
-        with atomic_path(final) as tmp:
-            tmp.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise OutputError(f"{final}: cannot write ({exc.strerror or exc})") from None
-    return final
 
 
 # --- the gene axis: exons to scale, introns compressed ------------------------------------------
@@ -659,7 +649,7 @@ def write_pair_report(
     relapse: ScanResult,
     path: str | os.PathLike[str],
 ) -> Path:
-    return _write_text(render_pair_report(comparison, baseline, relapse), Path(path))
+    return write_text(render_pair_report(comparison, baseline, relapse), Path(path))
 
 
 # --- the cohort report ---------------------------------------------------------------------------
@@ -783,4 +773,4 @@ def write_cohort_report(
     out_dir: str | os.PathLike[str], path: str | os.PathLike[str] | None = None
 ) -> Path:
     final = Path(path) if path is not None else Path(out_dir) / "report.html"
-    return _write_text(render_cohort_report(out_dir), final)
+    return write_text(render_cohort_report(out_dir), final)
