@@ -12,10 +12,11 @@ import contextlib
 import csv
 import logging
 import multiprocessing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import polars as pl
 
@@ -140,37 +141,39 @@ def worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor | None]:
         yield pool
 
 
+T = TypeVar("T")
+
+
+def _each_done(
+    pool: ProcessPoolExecutor | None, work: Callable[..., T], tasks: list[tuple[Any, ...]]
+) -> Iterator[tuple[int, T]]:
+    """(index, ``work(*task)``) for every task as it finishes: in ``pool`` if given, else here,
+    in order."""
+    if pool is None:
+        for k, task in enumerate(tasks):
+            yield k, work(*task)
+        return
+    futures = {pool.submit(work, *task): k for k, task in enumerate(tasks)}
+    for future in as_completed(futures):
+        yield futures[future], future.result()
+
+
 def scan_all(
-    rows: list[SheetRow],
-    params: ScanParams,
-    scans_dir: Path,
-    jobs: int,
-    pool: ProcessPoolExecutor | None = None,
+    rows: list[SheetRow], params: ScanParams, scans_dir: Path, pool: ProcessPoolExecutor | None
 ) -> None:
-    """Scan every sample once (in ``pool`` if given, else in ``jobs`` new workers); a failed
-    sample stops the run with its one-line reason."""
+    """Scan every sample once (in ``pool`` if given); a failed sample stops the run with its
+    one-line reason."""
     todo = [r for r in rows if not r.path.is_dir()]
     if not todo:
         return
-    if pool is None and jobs > 1:
-        with worker_pool(jobs) as own:
-            return scan_all(rows, params, scans_dir, jobs, own)
     errors: list[str] = []
-
-    def finished(sample: str, error: str | None) -> None:
-        bar.update(1)
-        log.info("[%d/%d] scanned %s", bar.n, len(todo), sample)
-        if error:
-            errors.append(error)
-
     with progress("samples scanned", unit=" samples", total=len(todo)) as bar:
-        if pool is None:
-            for row in todo:
-                finished(*_scan_worker(row, params, scans_dir))
-        else:
-            futures = [pool.submit(_scan_worker, row, params, scans_dir) for row in todo]
-            for future in as_completed(futures):
-                finished(*future.result())
+        tasks = [(row, params, scans_dir) for row in todo]
+        for _, (sample, error) in _each_done(pool, _scan_worker, tasks):
+            bar.update(1)
+            log.info("[%d/%d] scanned %s", bar.n, len(todo), sample)
+            if error:
+                errors.append(error)
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise InputError(errors[0] + more)
@@ -377,25 +380,14 @@ def compare_all(
 ) -> tuple[list[pl.DataFrame], list[pl.DataFrame]]:
     """Every pair's events and verdict, in ``pairs`` order (compared in ``pool`` if given)."""
     results: list[tuple[pl.DataFrame, pl.DataFrame] | None] = [None] * len(pairs)
+    tasks = [
+        (pair, by_name[pair.baseline], by_name[pair.relapse], scans_dir, pairs_dir, thresholds)
+        for pair in pairs
+    ]
     with progress("pairs compared", unit=" pairs", total=len(pairs)) as bar:
-        if pool is None:
-            for k, pair in enumerate(pairs):
-                results[k] = _compare_worker(
-                    pair, by_name[pair.baseline], by_name[pair.relapse], scans_dir, pairs_dir,
-                    thresholds,
-                )  # fmt: skip
-                bar.update(1)
-        else:
-            futures = {
-                pool.submit(
-                    _compare_worker, pair, by_name[pair.baseline], by_name[pair.relapse],
-                    scans_dir, pairs_dir, thresholds,
-                ): k
-                for k, pair in enumerate(pairs)
-            }  # fmt: skip
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                bar.update(1)
+        for k, result in _each_done(pool, _compare_worker, tasks):
+            results[k] = result
+            bar.update(1)
     done = [r for r in results if r is not None]
     return [ev for ev, _ in done], [vd for _, vd in done]
 
@@ -415,7 +407,7 @@ def run_cohort(
     scans_dir = prepare_out_dir(out / "scans")
     log.info("scanning %d samples with %d job(s)", len(rows), jobs)
     with worker_pool(jobs) as pool:
-        return _scan_and_compare(sheet, rows, out, scans_dir, params, thresholds, jobs, pool)
+        return _scan_and_compare(sheet, rows, out, scans_dir, params, thresholds, pool)
 
 
 def _scan_and_compare(
@@ -425,10 +417,9 @@ def _scan_and_compare(
     scans_dir: Path,
     params: ScanParams,
     thresholds: Thresholds,
-    jobs: int,
     pool: ProcessPoolExecutor | None,
 ) -> dict[str, Path]:
-    scan_all(rows, params, scans_dir, jobs, pool)
+    scan_all(rows, params, scans_dir, pool)
     pairs, unpaired, patients = plan_cohort(rows)
     warn_unpaired(sheet, rows, unpaired)
     by_name = {row.sample: row for row in rows}
