@@ -50,6 +50,21 @@ fn guarded<T>(body: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     })
 }
 
+/// Run one counting call; a panic becomes `RustError::Internal` and leaves the counter refusing
+/// further input (the batch was only partly counted), as after an error.
+pub(crate) fn count_or_refuse<T>(
+    counter: &mut crate::GeneCounter,
+    body: impl FnOnce(&mut crate::GeneCounter) -> Result<T, RustError>,
+) -> Result<T, RustError> {
+    match catch_unwind(AssertUnwindSafe(|| body(&mut *counter))) {
+        Ok(counted) => counted,
+        Err(payload) => {
+            counter.mark_unusable();
+            Err(RustError::Internal(panic_message(payload.as_ref())))
+        }
+    }
+}
+
 /// A non-negative integer argument that fits `T`.
 fn bounded_arg<T: TryFrom<i64>>(
     value: i64,
@@ -161,17 +176,8 @@ impl PyGeneCounter {
             .inner
             .as_mut()
             .ok_or_else(|| to_py_err(Self::missing(self.lent)))?;
-        let result = py.detach(|| catch_unwind(AssertUnwindSafe(|| inner.add_sam(records))));
-        match result {
-            Ok(counted) => counted.map_err(to_py_err),
-            Err(payload) => {
-                // The batch was only partly counted: refuse further input, as after an error.
-                inner.mark_unusable();
-                Err(to_py_err(RustError::Internal(panic_message(
-                    payload.as_ref(),
-                ))))
-            }
-        }
+        py.detach(|| count_or_refuse(inner, |counter| counter.add_sam(records)))
+            .map_err(to_py_err)
     }
 
     /// Count a batch of pysam `AlignedSegment`s read from one file; `tid` is the counted
@@ -200,23 +206,15 @@ impl PyGeneCounter {
         let records = batch.records();
         let counted = records.len() as u64;
         let result = py.detach(|| {
-            catch_unwind(AssertUnwindSafe(|| {
+            count_or_refuse(inner, |counter| {
                 // SAFETY: `batch` holds a reference to every segment until it is dropped after
                 // this closure, and nothing else runs code that could change them meanwhile
                 // (the list was handed over whole by the reader), so each data block is valid.
-                inner.add_bam(decoder, records.iter().map(|r| unsafe { r.view() }))
-            }))
+                counter.add_bam(decoder, records.iter().map(|r| unsafe { r.view() }))
+            })
         });
         drop(batch);
-        match result {
-            Ok(added) => added.map(|()| (mapped, counted)).map_err(to_py_err),
-            Err(payload) => {
-                inner.mark_unusable();
-                Err(to_py_err(RustError::Internal(panic_message(
-                    payload.as_ref(),
-                ))))
-            }
-        }
+        result.map(|()| (mapped, counted)).map_err(to_py_err)
     }
 
     /// A sink that takes pysam segments one at a time (copying each record at once) and counts

@@ -5,7 +5,6 @@
 //! away; full batches go to a worker thread that owns the counter until `close`. Python never
 //! waits for counting except when two batches are already queued (bounded memory).
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
@@ -13,7 +12,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 use super::segments::{may_overlap, read_record, verified_type};
-use super::{panic_message, to_py_err, PyGeneCounter};
+use super::{count_or_refuse, panic_message, to_py_err, PyGeneCounter};
 use crate::bam::{BamCore, BamDecoder};
 use crate::{CoreError as RustError, GeneCounter, Interval};
 
@@ -45,13 +44,9 @@ fn count_batches(
             .records
             .iter()
             .map(|&(core, start, end)| (core, batch.data.get(start..end).unwrap_or_default()));
-        outcome = match catch_unwind(AssertUnwindSafe(|| counter.add_bam(&mut decoder, records))) {
-            Ok(counted) => counted,
-            Err(payload) => {
-                counter.mark_unusable();
-                Err(RustError::Internal(panic_message(payload.as_ref())))
-            }
-        };
+        outcome = count_or_refuse(&mut counter, |counter| {
+            counter.add_bam(&mut decoder, records)
+        });
     }
     (counter, outcome)
 }
