@@ -4,7 +4,7 @@ The core counts; it does no I/O. Semantics of every number: docs/counting.md.
 Coordinates are 0-based, half-open.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import final
 
 import numpy as np
@@ -96,6 +96,13 @@ class SegmentSink:
     def push(self, segment: pysam.AlignedSegment) -> None:
         """Copy one segment's record into the current batch (``TypeError`` for anything that is
         not a verified pysam ``AlignedSegment``)."""
+    @property
+    def last(self) -> pysam.AlignedSegment | None:
+        """The last segment ``push_all`` pushed before it returned or raised."""
+    def push_all(self, segments: Iterable[pysam.AlignedSegment]) -> None:
+        """``push`` every segment of ``segments``, iterating it in the core (no Python loop per
+        record). An exception of the iterator comes out unchanged; ``last`` then names the last
+        segment pushed."""
     def close(self) -> tuple[int, int, int]:
         """Count what is left, stop the worker and give the counter back. Returns (segments
         pushed, of which without FLAG 0x4, segments counted). Raises the first ``CoreError``

@@ -391,20 +391,17 @@ def _feed_segments(
     on_batch: Callable[[int], None] | None,
 ) -> None:
     """Each segment's record is copied into the core's batch as pysam yields it (so pysam reuses
-    the segment's memory at once); the core counts full batches on its worker thread and calls
-    ``on_batch`` once per batch."""
+    the segment's memory at once; the core iterates ``records`` itself, no Python loop); the
+    core counts full batches on its worker thread and calls ``on_batch`` once per batch."""
     sink = counter.segment_sink(
         tid, only_window=whole_file, batch_records=batch_records, on_batch=on_batch
     )
-    push = sink.push
-    read = None
     try:
-        for read in records:
-            push(read)
+        sink.push_all(records)
     except OSError as exc:
-        pushed = sink.pushed
+        pushed, last = sink.pushed, sink.last
         _close_quietly(sink)
-        raise _ReadFailure(pushed, read, exc) from None
+        raise _ReadFailure(pushed, last, exc) from None
     except BaseException:
         _close_quietly(sink)
         raise

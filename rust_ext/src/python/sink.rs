@@ -5,7 +5,8 @@
 //! away; full batches go to a worker thread that owns the counter until `close`. Python never
 //! waits for counting except when two batches are already queued (bounded memory).
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use pyo3::exceptions::PyTypeError;
@@ -28,25 +29,36 @@ const QUEUED_BATCHES: usize = 2;
 
 type WorkerResult = (Box<GeneCounter>, Result<(), RustError>);
 
-/// Count every batch received; after an error keep receiving (and dropping) until the sender
-/// closes, so that `push` never blocks on a worker that stopped.
+impl Batch {
+    fn clear(&mut self) {
+        self.records.clear();
+        self.data.clear();
+    }
+}
+
+/// Count every batch received and send it back emptied (its memory is reused for a later
+/// batch, instead of fresh pages for every batch); after an error keep receiving (and
+/// dropping) until the sender closes, so that `push` never blocks on a worker that stopped.
 fn count_batches(
     mut counter: Box<GeneCounter>,
     mut decoder: BamDecoder,
     batches: Receiver<Batch>,
+    emptied: Sender<Batch>,
 ) -> WorkerResult {
     let mut outcome = Ok(());
-    for batch in batches {
-        if outcome.is_err() {
-            continue;
+    for mut batch in batches {
+        if outcome.is_ok() {
+            let records = batch
+                .records
+                .iter()
+                .map(|&(core, start, end)| (core, batch.data.get(start..end).unwrap_or_default()));
+            outcome = count_or_refuse(&mut counter, |counter| {
+                counter.add_bam(&mut decoder, records)
+            });
         }
-        let records = batch
-            .records
-            .iter()
-            .map(|&(core, start, end)| (core, batch.data.get(start..end).unwrap_or_default()));
-        outcome = count_or_refuse(&mut counter, |counter| {
-            counter.add_bam(&mut decoder, records)
-        });
+        batch.clear();
+        // The sink may be gone already (closing); then the batch is simply freed.
+        let _ = emptied.send(batch);
     }
     (counter, outcome)
 }
@@ -59,8 +71,13 @@ pub struct PySegmentSink {
     batch_records: usize,
     batch: Batch,
     sender: Option<SyncSender<Batch>>,
+    /// Batches the worker has counted, empty, to be filled again.
+    /// (In a mutex only because a pyclass must be `Sync`; only `push`, under the GIL, takes it.)
+    emptied: Mutex<Receiver<Batch>>,
     worker: Option<JoinHandle<WorkerResult>>,
     on_batch: Option<Py<PyAny>>,
+    /// The last segment `push_all` pushed (for naming where a read error happened).
+    last: Option<Py<PyAny>>,
     /// Segments pushed since `on_batch` was last called.
     unreported: u64,
     pushed: u64,
@@ -86,9 +103,10 @@ impl PySegmentSink {
         let window = counter.window();
         let decoder = BamDecoder::new(counter.contig(), tid);
         let (sender, receiver) = sync_channel(QUEUED_BATCHES);
+        let (give_back, emptied) = channel();
         let worker = std::thread::Builder::new()
             .name("cd22scan-core".into())
-            .spawn(move || count_batches(counter, decoder, receiver))
+            .spawn(move || count_batches(counter, decoder, receiver, give_back))
             .map_err(|e| to_py_err(RustError::Internal(format!("cannot start a thread: {e}"))))?;
         Ok(Self {
             owner: owner.unbind(),
@@ -97,8 +115,10 @@ impl PySegmentSink {
             batch_records: batch_records.max(1),
             batch: Batch::default(),
             sender: Some(sender),
+            emptied: Mutex::new(emptied),
             worker: Some(worker),
             on_batch,
+            last: None,
             unreported: 0,
             pushed: 0,
             mapped: 0,
@@ -109,6 +129,8 @@ impl PySegmentSink {
     /// Hand the filled batch to the worker (waiting, without the GIL, if the queue is full),
     /// then tell `on_batch` how many segments were pushed since it last heard.
     fn send(&mut self, py: Python<'_>) -> PyResult<()> {
+        // `push_all` runs no Python bytecode between records: let Ctrl-C through here.
+        py.check_signals()?;
         if self.unreported > 0 {
             if let Some(callback) = &self.on_batch {
                 callback.call1(py, (self.unreported,))?;
@@ -118,7 +140,11 @@ impl PySegmentSink {
         if self.batch.records.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.batch);
+        let next = match self.emptied.get_mut() {
+            Ok(emptied) => emptied.try_recv().unwrap_or_default(),
+            Err(_) => Batch::default(),
+        };
+        let batch = std::mem::replace(&mut self.batch, next);
         let Some(sender) = &self.sender else {
             return Err(to_py_err(RustError::Finished));
         };
@@ -184,6 +210,29 @@ impl PySegmentSink {
             self.send(py)?;
         }
         Ok(())
+    }
+
+    /// Push every segment `segments` yields, iterating it here rather than in a Python loop.
+    /// If the iterator raises, the exception comes out as it was and the last segment pushed
+    /// stays available as `last`; a batch is never split by it.
+    fn push_all(&mut self, py: Python<'_>, segments: &Bound<'_, PyAny>) -> PyResult<()> {
+        let mut last = None;
+        let outcome = (|| {
+            for segment in segments.try_iter()? {
+                let segment = segment?;
+                self.push(py, &segment)?;
+                last = Some(segment);
+            }
+            Ok(())
+        })();
+        self.last = last.map(Bound::unbind);
+        outcome
+    }
+
+    /// The last segment `push_all` pushed before it returned or raised (`None` if none).
+    #[getter]
+    fn last(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.last.as_ref().map(|segment| segment.clone_ref(py))
     }
 
     /// Segments pushed so far.
