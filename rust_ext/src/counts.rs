@@ -10,7 +10,9 @@ use std::collections::BinaryHeap;
 use std::fmt;
 use std::hash::BuildHasher;
 
-use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use hashbrown::{DefaultHashBuilder, HashMap};
+
+use crate::names::NameTable;
 
 use crate::batch::{CigarField, SamRecord};
 use crate::cigar::{self, CigarError, CigarOp, Interval, OpKind, Segment, SplicedJunction};
@@ -846,7 +848,7 @@ impl WaitSlot {
 /// Waiting parts by QNAME, and when each becomes due (its mate's position has passed).
 struct MateBook {
     hasher: DefaultHashBuilder,
-    by_name: HashTable<u32>,
+    by_name: NameTable,
     slots: Vec<WaitSlot>,
     /// Per slot, the tickets of the waiting read and fragment (0: not waiting). Kept apart from
     /// the slots so that skipping stale due entries touches only this small array.
@@ -861,7 +863,7 @@ impl MateBook {
     fn new() -> Self {
         Self {
             hasher: DefaultHashBuilder::default(),
-            by_name: HashTable::new(),
+            by_name: NameTable::new(),
             slots: Vec::new(),
             tickets: Vec::new(),
             free: Vec::new(),
@@ -877,13 +879,11 @@ impl MateBook {
     /// The slot of `qname`, whose [`MateBook::hash`] is `hash`.
     fn find(&self, hash: u64, qname: &[u8]) -> Option<u32> {
         let slots = &self.slots;
-        self.by_name
-            .find(hash, |&s| {
-                slots
-                    .get(s as usize)
-                    .is_some_and(|slot| slot.qname_hash == hash && slot.qname() == qname)
-            })
-            .copied()
+        self.by_name.candidates(hash).find(|&s| {
+            slots
+                .get(s as usize)
+                .is_some_and(|slot| slot.qname_hash == hash && slot.qname() == qname)
+        })
     }
 
     fn is_waiting(&self, s: u32, part: usize) -> bool {
@@ -920,10 +920,7 @@ impl MateBook {
         }
         self.set_ticket(s, READ, 0);
         self.set_ticket(s, FRAGMENT, 0);
-        let slots = &self.slots;
-        self.by_name.insert_unique(hash, s, |&other| {
-            slots.get(other as usize).map_or(0, |slot| slot.qname_hash)
-        });
+        self.by_name.insert(hash, s);
         s
     }
 
@@ -935,9 +932,7 @@ impl MateBook {
         let Some(slot) = self.slots.get(s as usize) else {
             return;
         };
-        let hash = slot.qname_hash;
-        if let Ok(entry) = self.by_name.find_entry(hash, |&other| other == s) {
-            entry.remove();
+        if self.by_name.remove(slot.qname_hash, s) {
             self.free.push(s);
         }
     }
@@ -952,6 +947,46 @@ impl MateBook {
 
     fn waiting(&self) -> usize {
         self.slots.len() - self.free.len()
+    }
+
+    /// Prefetch where the name table's probe for `hash` starts.
+    fn prefetch_entry(&self, hash: u64) {
+        prefetch(self.by_name.probe_address(hash));
+    }
+
+    /// Prefetch the slot (and its tickets) the name table nominates for `hash`, if any; the
+    /// probe itself should be in cache by now ([`MateBook::prefetch_entry`]).
+    fn prefetch_slot(&self, hash: u64) {
+        if let Some(s) = self.by_name.candidates(hash).next() {
+            if let Some(slot) = self.slots.get(s as usize) {
+                let address: *const u8 = std::ptr::from_ref(slot).cast();
+                prefetch(address);
+                prefetch(address.wrapping_add(64));
+            }
+            if let Some(tickets) = self.tickets.get(s as usize) {
+                prefetch(std::ptr::from_ref(tickets).cast());
+            }
+        }
+    }
+
+    /// Prefetch what a mate arriving under `hash` reads of its waiting slot: the stored read
+    /// (name, SEQ, QUAL, ops) and the fragment's lists. The slot should be in cache by now.
+    fn prefetch_slot_data(&self, hash: u64) {
+        let Some(slot) = self
+            .by_name
+            .candidates(hash)
+            .next()
+            .and_then(|s| self.slots.get(s as usize))
+            .filter(|slot| slot.qname_hash == hash)
+        else {
+            return;
+        };
+        let data = slot.data.as_ptr();
+        for offset in (0..slot.data.len().min(320)).step_by(64) {
+            prefetch(data.wrapping_add(offset));
+        }
+        prefetch(slot.fragment.exons.as_ptr().cast());
+        prefetch(slot.fragment.junctions.as_ptr().cast());
     }
 
     /// Prefetch the data of reads whose mates start at `pos0` or `pos0 + 1`, and the slots of those
@@ -1073,8 +1108,34 @@ impl Counter {
         self.book.waiting()
     }
 
+    /// The hash the mate book files `qname` under (for [`Counter::add_hashed`]).
+    pub fn name_hash(&self, qname: &[u8]) -> u64 {
+        self.book.hash(qname)
+    }
+
+    /// Prefetch the mate-book memory a record named with `hash` will touch, in three stages
+    /// to be issued for records further and further ahead (stage 0 farthest): the name
+    /// table's probe, then the slot it nominates, then that slot's stored read. Each stage
+    /// reads what the previous one fetched. No effect on results.
+    pub fn prefetch_name(&self, hash: u64, stage: u8) {
+        match stage {
+            0 => self.book.prefetch_entry(hash),
+            1 => self.book.prefetch_slot(hash),
+            _ => self.book.prefetch_slot_data(hash),
+        }
+    }
+
     /// Filter and count one record.
     pub fn add(&mut self, rec: &SamRecord<'_>) -> Result<(), RecordFault> {
+        self.add_hashed(rec, None)
+    }
+
+    /// [`Counter::add`], with the QNAME's [`Counter::name_hash`] if the caller has it already.
+    pub fn add_hashed(
+        &mut self,
+        rec: &SamRecord<'_>,
+        qname_hash: Option<u64>,
+    ) -> Result<(), RecordFault> {
         self.filters.records += 1;
         let lengths = if rec.cigar_is_missing() {
             None
@@ -1145,11 +1206,12 @@ impl Counter {
         if rec.flag & flags::SUPPLEMENTARY != 0 {
             self.filters.used_supplementary += 1;
         }
-        self.count_used(rec, pos0);
+        let qname_hash = qname_hash.unwrap_or_else(|| self.book.hash(rec.qname));
+        self.count_used(rec, pos0, qname_hash);
         Ok(())
     }
 
-    fn count_used(&mut self, rec: &SamRecord<'_>, pos0: i64) {
+    fn count_used(&mut self, rec: &SamRecord<'_>, pos0: i64, qname_hash: u64) {
         self.qual.clear();
         match rec.qual {
             Some(qual) => self
@@ -1163,7 +1225,6 @@ impl Counter {
         // PNEXT - 1 >= POS - 1: the mate starts here or later, so it is still to come.
         let mate_ahead = mate_pos0 >= pos0;
         let paired_mapped = rec.flag & flags::PAIRED != 0 && rec.flag & flags::MATE_UNMAPPED == 0;
-        let qname_hash = self.book.hash(rec.qname);
         let mut slot = self.book.find(qname_hash, rec.qname);
         // One due-ticket per waiting record, shared by both parts if both wait.
         let mut ticket = None;

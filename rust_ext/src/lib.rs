@@ -8,6 +8,7 @@ pub mod bam;
 pub mod batch;
 pub mod cigar;
 pub mod counts;
+pub mod names;
 #[cfg(feature = "python")]
 mod python;
 
@@ -19,6 +20,10 @@ pub use counts::{IntronCount, RecordFault, BASE_COUNT_KEYS, FILTER_KEYS};
 
 /// Longest window the core accepts (2^31 positions, every SAM coordinate).
 pub const MAX_WINDOW_LEN: i64 = 1 << 31;
+
+/// How many records ahead of the one being counted each prefetch stage of
+/// [`counts::Counter::prefetch_name`] is issued (BAM hand-over only).
+const PREFETCH_AHEAD: [usize; 3] = [12, 6, 3];
 
 /// Everything a [`GeneCounter`] needs; defaults as in docs/counting.md.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -323,27 +328,47 @@ impl GeneCounter {
         decoder: &mut bam::BamDecoder,
         records: impl IntoIterator<Item = (bam::BamCore, &'a [u8])>,
     ) -> Result<(), CoreError> {
-        for (core, data) in records {
+        let records: Vec<(bam::BamCore, &[u8])> = records.into_iter().collect();
+        // Each name's mate-book memory is fetched while earlier records are counted: the
+        // table probe PREFETCH_AHEAD[0] records ahead, its slot [1], the slot's read [2].
+        let hashes: Vec<u64> = records
+            .iter()
+            .map(|(core, data)| self.counter.name_hash(bam::BamDecoder::qname(core, data)))
+            .collect();
+        for (i, ((core, data), &hash)) in records.iter().zip(&hashes).enumerate() {
+            for (stage, ahead) in PREFETCH_AHEAD.iter().enumerate() {
+                if let Some(&later) = hashes.get(i + ahead) {
+                    self.counter.prefetch_name(later, stage as u8);
+                }
+            }
             self.records_seen += 1;
-            let record = match decoder.decode(&core, data) {
+            let record = match decoder.decode(core, data) {
                 Ok(record) => record,
                 Err(problem) => {
                     return Err(CoreError::Bam {
                         record: self.records_seen,
-                        qname: shown_name(bam::BamDecoder::qname(&core, data)),
+                        qname: shown_name(bam::BamDecoder::qname(core, data)),
                         problem,
                     })
                 }
             };
-            self.count(&record)?;
+            self.count_hashed(&record, Some(hash))?;
         }
         Ok(())
     }
 
     /// Count one decoded record; a refusal names it by its number over all batches.
     fn count(&mut self, record: &batch::SamRecord<'_>) -> Result<(), CoreError> {
+        self.count_hashed(record, None)
+    }
+
+    fn count_hashed(
+        &mut self,
+        record: &batch::SamRecord<'_>,
+        qname_hash: Option<u64>,
+    ) -> Result<(), CoreError> {
         self.counter
-            .add(record)
+            .add_hashed(record, qname_hash)
             .map_err(|problem| CoreError::Record {
                 record: self.records_seen,
                 qname: shown_name(record.qname),
