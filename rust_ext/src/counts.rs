@@ -741,16 +741,6 @@ impl DueQueue {
         }
     }
 
-    /// Entries due at `pos`, if `pos` is within the ring (far ones are not looked at).
-    fn peek(&self, pos: i64) -> Option<&[(u64, u32)]> {
-        if pos < self.next || pos - self.next >= DUE_SPAN {
-            return None;
-        }
-        self.buckets
-            .get(pos.rem_euclid(DUE_SPAN) as usize)
-            .map(Vec::as_slice)
-    }
-
     fn bucket(&mut self, pos: i64) -> Option<&mut Vec<(u64, u32)>> {
         self.buckets.get_mut(pos.rem_euclid(DUE_SPAN) as usize)
     }
@@ -988,24 +978,6 @@ impl MateBook {
         prefetch(slot.fragment.exons.as_ptr().cast());
         prefetch(slot.fragment.junctions.as_ptr().cast());
     }
-
-    /// Prefetch the data of reads whose mates start at `pos0` or `pos0 + 1`, and the slots of those
-    /// whose mates start at `pos0 + 2` (their data pointers are read at the next position).
-    fn prefetch_due(&self, pos0: i64) {
-        for (distance, data_too) in [(0, true), (1, true), (2, false)] {
-            let Some(bucket) = self.due.peek(pos0 + distance) else {
-                continue;
-            };
-            for &(_, s) in bucket {
-                if let Some(slot) = self.slots.get(s as usize) {
-                    prefetch(std::ptr::from_ref(slot).cast());
-                    if data_too {
-                        prefetch(slot.data.as_ptr());
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// A hint to load the cache line at `address` (no effect on results; none off x86_64).
@@ -1174,11 +1146,6 @@ impl Counter {
                     pos: rec.pos,
                     previous: self.last_pos,
                 });
-            }
-            if rec.pos != self.last_pos {
-                // Mates starting at the next positions will look up these waiting reads soon:
-                // fetch them into cache now (their slots were written long ago).
-                self.book.prefetch_due(pos0);
             }
             self.last_pos = rec.pos;
             // Mates due before this position can no longer come.
