@@ -7,7 +7,12 @@ count, and what the reader reports (records, mapped records), must be identical.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import itertools
+import os
+import signal
+import threading
 from pathlib import Path
 
 import pysam
@@ -173,8 +178,9 @@ def test_unsorted_segments_are_refused_with_the_read_named(tmp_path):
         counter.add_segments(backwards, tid)
 
 
+@pytest.mark.parametrize("feed", ["push", "push_all"])
 @pytest.mark.parametrize("only_window", [False, True])
-def test_sink_counts_like_add_segments(tmp_path, only_window):
+def test_sink_counts_like_add_segments(tmp_path, only_window, feed):
     gene, window, reads, tid = _reads(tmp_path)
     direct = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
     mapped, sent = direct.add_segments(reads, tid, only_window=only_window)
@@ -183,8 +189,12 @@ def test_sink_counts_like_add_segments(tmp_path, only_window):
     sink = sunk.segment_sink(
         tid, only_window=only_window, batch_records=37, on_batch=reported.append
     )
-    for read in reads:
-        sink.push(read)
+    if feed == "push":
+        for read in reads:
+            sink.push(read)
+    else:
+        sink.push_all(iter(reads))
+        assert sink.last is reads[-1]
     assert sink.pushed == len(reads)
     assert sink.close() == (len(reads), mapped, sent)
     assert sum(reported) == len(reads)
@@ -228,3 +238,42 @@ def test_sink_reports_a_counting_error_at_close(tmp_path):
         sink.push(read)
     with pytest.raises(_core.CoreError, match=r"record 2 .*not sorted"):
         sink.close()
+
+
+def test_push_all_passes_the_iterators_error_through_and_keeps_the_last_segment(tmp_path):
+    gene, window, reads, tid = _reads(tmp_path, 50)
+
+    def failing(k):
+        yield from reads[:k]
+        raise OSError("truncated file")
+
+    counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
+    sink = counter.segment_sink(tid, batch_records=7)
+    with pytest.raises(OSError, match="truncated file"):
+        sink.push_all(failing(20))
+    assert sink.pushed == 20
+    assert sink.last is reads[19]
+    with pytest.raises(TypeError, match="expected a pysam AlignedSegment"):
+        sink.push_all(iter([reads[20], "not a read"]))
+    assert sink.last is reads[20]
+    assert sink.close()[0] == 21
+    assert counter.finish().filters["records"] == 21
+
+
+def test_push_all_lets_ctrl_c_through(tmp_path):
+    """pysam's iterator runs no Python bytecode, so the core itself must look for signals."""
+    gene, window, reads, tid = _reads(tmp_path, 50)
+    first = next(r for r in reads if not r.is_unmapped and r.reference_id == tid)
+    counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
+    sink = counter.segment_sink(tid)
+    endless = itertools.repeat(first, 10**9)  # a C iterator: no bytecode between items
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sink.push_all(endless)
+    finally:
+        timer.cancel()
+        with contextlib.suppress(_core.CoreError):
+            sink.close()
+    assert 0 < sink.pushed < 10**9

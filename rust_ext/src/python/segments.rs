@@ -16,7 +16,7 @@ use pyo3::types::{PyBytes, PyList};
 
 use crate::bam::{BamCore, BamDecoder};
 use crate::batch::CigarField;
-use crate::cigar::{decode_bam_cigar, Interval, OpKind};
+use crate::cigar::{decode_bam_cigar, CigarOp, Interval, OpKind};
 
 /// htslib's `bam1_core_t` (htslib >= 1.10: 64-bit positions).
 #[repr(C)]
@@ -122,6 +122,7 @@ impl<'py> SegmentBatch<'py> {
         let owned = list.get_slice(0, list.len());
         let mut records = Vec::with_capacity(owned.len());
         let mut mapped = 0;
+        let mut ops = Vec::new();
         for index in 0..owned.len() {
             // SAFETY: `index` is in bounds of `owned`, which nothing else can reach or change;
             // the returned reference is borrowed from it and `owned` outlives this loop.
@@ -144,7 +145,7 @@ impl<'py> SegmentBatch<'py> {
             }
             if let Some((tid, window)) = only_window {
                 // SAFETY: `owned` keeps the segment alive.
-                if !unsafe { may_overlap(&record, tid, window) } {
+                if !unsafe { may_overlap(&record, tid, window, &mut ops) } {
                     continue;
                 }
             }
@@ -172,7 +173,12 @@ impl<'py> SegmentBatch<'py> {
 ///
 /// # Safety
 /// As [`SegmentRecord::view`].
-pub(super) unsafe fn may_overlap(record: &SegmentRecord, tid: i32, window: Interval) -> bool {
+pub(super) unsafe fn may_overlap(
+    record: &SegmentRecord,
+    tid: i32,
+    window: Interval,
+    ops: &mut Vec<CigarOp>,
+) -> bool {
     let core = &record.core;
     if core.tid != tid || core.pos >= window.end {
         return false;
@@ -185,8 +191,7 @@ pub(super) unsafe fn may_overlap(record: &SegmentRecord, tid: i32, window: Inter
     let Some(raw) = data.get(start..start + core.n_cigar as usize * 4) else {
         return true; // malformed: let the decoder report it
     };
-    let mut ops = Vec::new();
-    match decode_bam_cigar(raw, &mut ops) {
+    match decode_bam_cigar(raw, ops) {
         Ok(lengths) => core.pos + lengths.reference as i64 > window.start,
         Err(_) => true,
     }

@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use super::segments::{may_overlap, read_record, verified_type};
 use super::{count_or_refuse, panic_message, to_py_err, PyGeneCounter};
 use crate::bam::{BamCore, BamDecoder};
+use crate::cigar::CigarOp;
 use crate::{CoreError as RustError, GeneCounter, Interval};
 
 /// Records of one batch: fixed fields and the range of each data block in `data`.
@@ -76,6 +77,8 @@ pub struct PySegmentSink {
     emptied: Mutex<Receiver<Batch>>,
     worker: Option<JoinHandle<WorkerResult>>,
     on_batch: Option<Py<PyAny>>,
+    /// Scratch for the CIGAR of records tested against the window.
+    ops: Vec<CigarOp>,
     /// The last segment `push_all` pushed (for naming where a read error happened).
     last: Option<Py<PyAny>>,
     /// Segments pushed since `on_batch` was last called.
@@ -119,6 +122,7 @@ impl PySegmentSink {
             worker: Some(worker),
             on_batch,
             last: None,
+            ops: Vec::new(),
             unreported: 0,
             pushed: 0,
             mapped: 0,
@@ -191,7 +195,7 @@ impl PySegmentSink {
         }
         if let Some((tid, window)) = self.only_window {
             // SAFETY: as above.
-            if !unsafe { may_overlap(&record, tid, window) } {
+            if !unsafe { may_overlap(&record, tid, window, &mut self.ops) } {
                 if self.unreported >= 64 * self.batch_records as u64 {
                     self.send(py)?; // progress through long stretches off the window
                 }
