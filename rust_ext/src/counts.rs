@@ -708,14 +708,72 @@ fn decode_ops(bytes: &[u8], out: &mut Vec<CigarOp>) {
     }));
 }
 
+/// Reads little-endian numbers off a byte slice.
+struct ByteReader<'a>(&'a [u8]);
+
+impl ByteReader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take().map(u32::from_le_bytes)
+    }
+    fn i64(&mut self) -> Option<i64> {
+        self.take().map(i64::from_le_bytes)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take().map(u64::from_le_bytes)
+    }
+}
+
 impl FragmentFeatures {
-    /// Become a copy of `other`, keeping this one's buffers.
-    fn copy_from(&mut self, other: &FragmentFeatures) {
-        self.orientation = other.orientation;
-        self.xs = other.xs;
-        self.exons.clone_from(&other.exons);
-        self.junctions.clone_from(&other.junctions);
-        self.introns.clone_from(&other.introns);
+    /// The lists as bytes (orientation and xs are kept apart).
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&(self.exons.len() as u32).to_le_bytes());
+        for exon in &self.exons {
+            out.extend_from_slice(&exon.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.junctions.len() as u32).to_le_bytes());
+        for (start, end, anchor) in &self.junctions {
+            out.extend_from_slice(&start.to_le_bytes());
+            out.extend_from_slice(&end.to_le_bytes());
+            out.extend_from_slice(&anchor.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.introns.len() as u32).to_le_bytes());
+        for &(k, bits) in &self.introns {
+            out.extend_from_slice(&k.to_le_bytes());
+            out.push(bits);
+        }
+    }
+
+    /// Replace the lists with those `encode` wrote.
+    fn decode(&mut self, orientation: u8, xs: u8, bytes: &[u8]) {
+        self.orientation = orientation;
+        self.xs = xs;
+        self.exons.clear();
+        self.junctions.clear();
+        self.introns.clear();
+        let mut reader = ByteReader(bytes);
+        let mut read = || -> Option<()> {
+            for _ in 0..reader.u32()? {
+                self.exons.push(reader.u32()?);
+            }
+            for _ in 0..reader.u32()? {
+                self.junctions
+                    .push((reader.i64()?, reader.i64()?, reader.u64()?));
+            }
+            for _ in 0..reader.u32()? {
+                let k = reader.u32()?;
+                let [bits] = reader.take::<1>()?;
+                self.introns.push((k, bits));
+            }
+            Some(())
+        };
+        // Only `encode` writes these bytes, so decoding cannot stop early.
+        let _ = read();
     }
 }
 
@@ -807,8 +865,10 @@ struct WaitSlot {
     read_pos0: i64,
     read_reverse: bool,
     read_seq_len: usize,
-    /// The waiting fragment's features (buffers reused from name to name).
-    fragment: FragmentFeatures,
+    fragment_orientation: u8,
+    fragment_xs: u8,
+    /// The waiting fragment's features, encoded.
+    fragment: Vec<u8>,
 }
 
 impl WaitSlot {
@@ -960,7 +1020,7 @@ impl MateBook {
     }
 
     /// Prefetch what a mate arriving under `hash` reads of its waiting slot: the stored read
-    /// (name, SEQ, QUAL, ops) and the fragment's lists. The slot should be in cache by now.
+    /// (name, SEQ, QUAL, ops) and the fragment's encoded features. The slot should be in cache by now.
     fn prefetch_slot_data(&self, hash: u64) {
         let Some(slot) = self
             .by_name
@@ -975,8 +1035,7 @@ impl MateBook {
         for offset in (0..slot.data.len().min(320)).step_by(64) {
             prefetch(data.wrapping_add(offset));
         }
-        prefetch(slot.fragment.exons.as_ptr().cast());
-        prefetch(slot.fragment.junctions.as_ptr().cast());
+        prefetch(slot.fragment.as_ptr());
     }
 }
 
@@ -1053,6 +1112,7 @@ pub struct Counter {
     features: FragmentFeatures,
     mate_ops: Vec<CigarOp>,
     mate_deletions: Vec<Interval>,
+    mate_features: FragmentFeatures,
     due: Vec<(u64, u32)>,
 }
 
@@ -1070,6 +1130,7 @@ impl Counter {
             features: FragmentFeatures::default(),
             mate_ops: Vec::new(),
             mate_deletions: Vec::new(),
+            mate_features: FragmentFeatures::default(),
             due: Vec::new(),
             params,
         })
@@ -1245,9 +1306,14 @@ impl Counter {
             match waiting_fragment {
                 Some(s) => {
                     self.book.set_ticket(s, FRAGMENT, 0);
-                    if let Some(waiting) = self.book.slots.get_mut(s as usize) {
-                        waiting.fragment.absorb(&self.features);
-                        self.fragments.count(&waiting.fragment);
+                    if let Some(waiting) = self.book.slots.get(s as usize) {
+                        self.mate_features.decode(
+                            waiting.fragment_orientation,
+                            waiting.fragment_xs,
+                            &waiting.fragment,
+                        );
+                        self.mate_features.absorb(&self.features);
+                        self.fragments.count(&self.mate_features);
                     }
                 }
                 None if paired_mapped && mate_on_contig && mate_ahead => {
@@ -1256,7 +1322,9 @@ impl Counter {
                     let t = *ticket.get_or_insert_with(|| self.book.schedule(s, mate_pos0));
                     self.book.set_ticket(s, FRAGMENT, t);
                     if let Some(waiting) = self.book.slots.get_mut(s as usize) {
-                        waiting.fragment.copy_from(&self.features);
+                        waiting.fragment_orientation = self.features.orientation;
+                        waiting.fragment_xs = self.features.xs;
+                        self.features.encode(&mut waiting.fragment);
                     }
                 }
                 None => self.fragments.count(&self.features),
@@ -1351,7 +1419,12 @@ impl Counter {
                     }
                 }
                 if flush_fragment {
-                    self.fragments.count(&slot.fragment);
+                    self.mate_features.decode(
+                        slot.fragment_orientation,
+                        slot.fragment_xs,
+                        &slot.fragment,
+                    );
+                    self.fragments.count(&self.mate_features);
                 }
             }
             if flush_read {
