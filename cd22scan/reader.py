@@ -26,9 +26,15 @@ from cd22scan.errors import AnnotationError, InputError
 
 log = logging.getLogger("cd22scan")
 
-BATCH_RECORDS = 4096
-"""Records per batch handed to the core: large enough that the hand-over cost vanishes, small
-enough that the batch stays in cache between pysam and the core."""
+TEXT_BATCH_RECORDS = 4096
+"""SAM lines per batch of the text hand-over: large enough that the per-call cost vanishes."""
+
+SEGMENT_BATCH_RECORDS = 512
+"""Records per batch of the segment hand-over (~150 kB): small enough that a batch is still in
+the shared cache when the core's thread reads it, and that the core waits little for the first
+batch and pysam little for the last. Against 4096 (paired ratio to the bare pysam loop, the
+feed alone): DNA 2000x 0.74-0.82 vs 0.66-0.73, 1 M RNA records 0.75-0.77 vs 0.60-0.72, 4 M
+0.61 vs 0.59."""
 
 
 @dataclass
@@ -294,7 +300,7 @@ def feed_window(
     end0: int,
     *,
     stream: bool = False,
-    batch_records: int = BATCH_RECORDS,
+    batch_records: int | None = None,
     on_batch: Callable[[int], None] | None = None,
     handover: str | None = None,
 ) -> ReadStats:
@@ -303,6 +309,7 @@ def feed_window(
     Indexed files are fetched by region; otherwise (or with ``stream``) the whole file is read
     and only records on the window are passed on, counting mapped records for the library size.
     ``on_batch(n)`` is called after each batch of ``n`` records the reader took from the file.
+    ``batch_records`` defaults to the hand-over's own batch size.
     """
     if source.sort_order not in (None, "coordinate", "unknown"):
         raise InputError(
@@ -337,7 +344,14 @@ def feed_window(
         if direct:
             tid = source.handle.get_tid(contig)
             _feed_segments(
-                records, counter, tid, not use_index, source, stats, batch_records, on_batch
+                records,
+                counter,
+                tid,
+                not use_index,
+                source,
+                stats,
+                batch_records or SEGMENT_BATCH_RECORDS,
+                on_batch,
             )
         else:
             log.debug("handing records to the core as SAM text")
@@ -350,7 +364,7 @@ def feed_window(
                 use_index,
                 source,
                 stats,
-                batch_records,
+                batch_records or TEXT_BATCH_RECORDS,
                 on_batch,
             )
     except _ReadFailure as failure:
