@@ -35,7 +35,7 @@ import pysam
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_data import dna_bam, large_bam, stream_bam
-from test_bench_scan import MODEL, REGION, W0, W1
+from test_bench_scan import REGION, bare_pysam_loop
 
 from cd22scan import scan
 
@@ -52,14 +52,6 @@ def best_of(repeats: int, fn: Callable[[], object]) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return min(times)
-
-
-def window_loop(path: str) -> int:
-    n = 0
-    with pysam.AlignmentFile(path) as handle:
-        for _read in handle.fetch(MODEL.contig, W0, W1):
-            n += 1
-    return n
 
 
 def whole_file_loop(path: str) -> int:
@@ -138,11 +130,11 @@ class Table:
 
 
 def indexed_input(table: Table, label: str, bam: str, repeats: int, mpileup_max: int) -> None:
-    n = window_loop(bam)
+    n = bare_pysam_loop(bam)
     # The floor and the scan alternate, so that both see the same moments of a noisy machine.
     floor, api = [], []
     for _ in range(repeats):
-        floor.append(best_of(1, lambda: window_loop(bam)))
+        floor.append(best_of(1, lambda: bare_pysam_loop(bam)))
         api.append(best_of(1, lambda: scan(bam)))
     floor_median = sorted(floor)[repeats // 2]
     table.add(label, n, "bare pysam loop", min(floor), f"median {floor_median:.3f} s")
