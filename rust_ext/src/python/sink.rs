@@ -217,8 +217,8 @@ impl PySegmentSink {
     }
 
     /// Push every segment `segments` yields, iterating it here rather than in a Python loop.
-    /// If the iterator raises, the exception comes out as it was and the last segment pushed
-    /// stays available as `last`; a batch is never split by it.
+    /// If the iterator raises, the exception comes out as it was, the segments pushed before it
+    /// stay in the sink (counted at `close`), and the last of them is available as `last`.
     fn push_all(&mut self, py: Python<'_>, segments: &Bound<'_, PyAny>) -> PyResult<()> {
         let mut last = None;
         let outcome = (|| {
