@@ -110,6 +110,17 @@ impl BamDecoder {
         core: &BamCore,
         data: &'a [u8],
     ) -> Result<SamRecord<'a>, BamError> {
+        self.decode_named(core, data, Self::qname(core, data))
+    }
+
+    /// [`BamDecoder::decode`] for a caller that has found the name already: `qname` must be
+    /// [`BamDecoder::qname`] of the same record.
+    pub fn decode_named<'a>(
+        &'a mut self,
+        core: &BamCore,
+        data: &'a [u8],
+        qname: &'a [u8],
+    ) -> Result<SamRecord<'a>, BamError> {
         if core.l_qname == 0 {
             return Err(BamError::BadLength {
                 field: "l_qname",
@@ -137,7 +148,6 @@ impl BamDecoder {
         let cigar_end = l_qname + cigar_bytes as usize;
         let seq_end = cigar_end + seq_bytes as usize;
         let qual_end = seq_end + l_qseq as usize;
-        let qname = Self::qname(core, data);
         let cigar = CigarField::Binary(&data[l_qname..cigar_end]);
         let pos = sam_position(core.pos, "POS")?;
         let pnext = sam_position(core.mpos, "PNEXT")?;

@@ -328,26 +328,30 @@ impl GeneCounter {
         decoder: &mut bam::BamDecoder,
         records: impl IntoIterator<Item = (bam::BamCore, &'a [u8])>,
     ) -> Result<(), CoreError> {
-        let records: Vec<(bam::BamCore, &[u8])> = records.into_iter().collect();
-        // Each name's mate-book memory is fetched while earlier records are counted: the
-        // table probe PREFETCH_AHEAD[0] records ahead, its slot [1], the slot's read [2].
+        // Each record's name, found once, and its hash: each name's mate-book memory is fetched
+        // while earlier records are counted (the table probe PREFETCH_AHEAD[0] records ahead,
+        // its slot [1], the slot's read [2]).
+        let records: Vec<(bam::BamCore, &[u8], &[u8])> = records
+            .into_iter()
+            .map(|(core, data)| (core, data, bam::BamDecoder::qname(&core, data)))
+            .collect();
         let hashes: Vec<u64> = records
             .iter()
-            .map(|(core, data)| self.counter.name_hash(bam::BamDecoder::qname(core, data)))
+            .map(|&(_, _, qname)| self.counter.name_hash(qname))
             .collect();
-        for (i, ((core, data), &hash)) in records.iter().zip(&hashes).enumerate() {
+        for (i, (&(core, data, qname), &hash)) in records.iter().zip(&hashes).enumerate() {
             for (stage, ahead) in PREFETCH_AHEAD.iter().enumerate() {
                 if let Some(&later) = hashes.get(i + ahead) {
                     self.counter.prefetch_name(later, stage as u8);
                 }
             }
             self.records_seen += 1;
-            let record = match decoder.decode(core, data) {
+            let record = match decoder.decode_named(&core, data, qname) {
                 Ok(record) => record,
                 Err(problem) => {
                     return Err(CoreError::Bam {
                         record: self.records_seen,
-                        qname: shown_name(bam::BamDecoder::qname(core, data)),
+                        qname: shown_name(qname),
                         problem,
                     })
                 }
