@@ -95,6 +95,8 @@ class _Record:
     quals: list[int]  # 255 per base when QUAL is '*'
     mate_same_contig: bool
     pnext: int  # 0-based, -1 when absent
+    tlen: int
+    end: int  # 0-based exclusive end of the alignment on the reference
     xs: int
     aligned: list[tuple[int, int]] = field(default_factory=list)  # (ref_pos, query_index)
     deleted: list[int] = field(default_factory=list)  # ref positions under D
@@ -200,6 +202,8 @@ def _make_record(index: int, seg: pysam.AlignedSegment) -> _Record:
         quals=quals,
         mate_same_contig=(seg.next_reference_id >= 0 and seg.next_reference_id == seg.reference_id),
         pnext=seg.next_reference_start,
+        tlen=seg.template_length,
+        end=seg.reference_start + sum(n for op, n in ops if op in "MDN=X"),
         xs=xs,
     )
 
@@ -324,6 +328,8 @@ def reference_count(
             if rec.qname in waiting:
                 a = waiting.pop(rec.qname)
                 b = rec
+                if abs(a.tlen) >= 2 * len(a.seq or "") and a.pnext >= a.end:
+                    continue  # htslib's "no overlap possible": a is never adjusted
                 _adjust_overlap(a, b, quals[a.index], quals[b.index])
                 if a.seq is not None and b.seq is not None:
                     skip_deleted[b.index] = set(a.deleted) & set(b.deleted)

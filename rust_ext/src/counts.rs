@@ -865,6 +865,9 @@ struct WaitSlot {
     read_pos0: i64,
     read_reverse: bool,
     read_seq_len: usize,
+    /// The waiting read could not overlap its mate and was counted when it came: pairing with
+    /// it only ends the wait.
+    read_counted: bool,
     fragment_orientation: u8,
     fragment_xs: u8,
     /// The waiting fragment's features, encoded.
@@ -967,6 +970,7 @@ impl MateBook {
             slot.qname_len = qname.len();
             slot.qname_hash = hash;
             slot.read_seq_len = 0;
+            slot.read_counted = false;
         }
         self.set_ticket(s, READ, 0);
         self.set_ticket(s, FRAGMENT, 0);
@@ -1235,11 +1239,12 @@ impl Counter {
             self.filters.used_supplementary += 1;
         }
         let qname_hash = qname_hash.unwrap_or_else(|| self.book.hash(rec.qname));
-        self.count_used(rec, pos0, qname_hash);
+        self.count_used(rec, pos0, span.end, qname_hash);
         Ok(())
     }
 
-    fn count_used(&mut self, rec: &SamRecord<'_>, pos0: i64, qname_hash: u64) {
+    /// Count a used record starting at `pos0` whose alignment ends (exclusive) at `end0`.
+    fn count_used(&mut self, rec: &SamRecord<'_>, pos0: i64, end0: i64, qname_hash: u64) {
         self.qual.clear();
         match rec.qual {
             Some(qual) => self
@@ -1253,6 +1258,12 @@ impl Counter {
         // PNEXT - 1 >= POS - 1: the mate starts here or later, so it is still to come.
         let mate_ahead = mate_pos0 >= pos0;
         let paired_mapped = rec.flag & flags::PAIRED != 0 && rec.flag & flags::MATE_UNMAPPED == 0;
+        // htslib's overlap_push: "no overlap possible" when the template is at least twice the
+        // read and the mate starts at or after this read's end. Such a read is counted now and
+        // waits as a placeholder: whatever pairs with it starts at or after its end, so the
+        // pairing adjusts nothing (docs/counting.md).
+        let may_overlap_mate =
+            !(u64::from(rec.tlen.unsigned_abs()) >= 2 * rec.seq.len() as u64 && mate_pos0 >= end0);
         let mut slot = self.book.find(qname_hash, rec.qname);
         // One due-ticket per waiting record, shared by both parts if both wait.
         let mut ticket = None;
@@ -1271,14 +1282,21 @@ impl Counter {
                 slot = Some(s);
                 let t = *ticket.get_or_insert_with(|| self.book.schedule(s, mate_pos0));
                 self.book.set_ticket(s, READ, t);
+                let read = ReadView {
+                    pos0,
+                    reverse,
+                    ops: &self.ops,
+                    seq: rec.seq,
+                    qual: &self.qual,
+                };
                 if let Some(waiting) = self.book.slots.get_mut(s as usize) {
-                    waiting.store_read(&ReadView {
-                        pos0,
-                        reverse,
-                        ops: &self.ops,
-                        seq: rec.seq,
-                        qual: &self.qual,
-                    });
+                    waiting.read_counted = !may_overlap_mate;
+                    if may_overlap_mate {
+                        waiting.store_read(&read);
+                    }
+                }
+                if !may_overlap_mate {
+                    self.bases.count(&read, None);
                 }
             }
             _ => self.bases.count(
@@ -1342,6 +1360,19 @@ impl Counter {
         let Some(waiting) = self.book.slots.get_mut(s as usize) else {
             return;
         };
+        if waiting.read_counted {
+            self.bases.count(
+                &ReadView {
+                    pos0,
+                    reverse,
+                    ops: &self.ops,
+                    seq: rec.seq,
+                    qual: &self.qual,
+                },
+                None,
+            );
+            return;
+        }
         let (a_pos0, a_reverse) = (waiting.read_pos0, waiting.read_reverse);
         let Some((a_seq, a_qual, a_ops)) = waiting.read_parts() else {
             return;
@@ -1402,7 +1433,7 @@ impl Counter {
                 continue;
             }
             if let Some(slot) = self.book.slots.get_mut(s as usize) {
-                if flush_read {
+                if flush_read && !slot.read_counted {
                     let (pos0, reverse) = (slot.read_pos0, slot.read_reverse);
                     if let Some((seq, qual, ops)) = slot.read_parts() {
                         decode_ops(ops, &mut self.mate_ops);
@@ -1776,6 +1807,53 @@ mod tests {
         assert_eq!(at(&r, "A_rev", 100), 1);
         assert_eq!(at(&r, "A_fwd", 100), 0);
         assert_eq!(total_bases(&r), 2);
+    }
+
+    #[test]
+    fn reads_that_cannot_overlap_their_mate_are_counted_at_once() {
+        // htslib's overlap_push gate: |TLEN| >= 2 * len(SEQ) and the mate (PNEXT) starts at or
+        // after this read's end mean no overlap is possible, so "a" is counted at once and waits
+        // only as a placeholder. Here "a" says so although "b" does overlap it (its PNEXT lies):
+        // nothing is adjusted, both count.
+        let line = |name: &str, flag: u16, pos0: i64, pnext0: i64, tlen: i32| {
+            format!(
+                "{name}\t{flag}\tchr22\t{}\t60\t4M\t=\t{}\t{tlen}\tACGT\tIIII\n",
+                pos0 + 1,
+                pnext0 + 1
+            )
+        };
+        let total = |a_pnext0: i64, tlen: i32| {
+            total_bases(&run(&[
+                line("p1", 99, 100, a_pnext0, tlen),
+                line("p1", 147, 102, 100, -tlen),
+            ]))
+        };
+        // a ends at 104; b's bases at 102 and 103 are seen by both.
+        assert_eq!(total(104, 8), 8, "gate holds: no adjustment");
+        assert_eq!(total(104, -8), 8, "|TLEN| counts, whatever its sign");
+        assert_eq!(
+            total(104, 7),
+            6,
+            "TLEN < 2 * len(SEQ): a waits, overlap adjusted"
+        );
+        assert_eq!(
+            total(103, 8),
+            6,
+            "mate starts inside a: a waits, overlap adjusted"
+        );
+
+        // The placeholder still pairs: a supplementary "s" takes it (nothing to adjust), so the
+        // mate "b" finds nothing waiting and is not adjusted against "s" either.
+        let r = run(&[
+            line("p1", 99, 100, 110, 14),
+            line("p1", 0x800 | 0x40 | 0x20 | 0x3, 104, 110, 0),
+            line("p1", 147, 106, 100, -14),
+        ]);
+        assert_eq!(
+            total_bases(&r),
+            12,
+            "s and b overlap at 106 and 107; both count"
+        );
     }
 
     #[test]
