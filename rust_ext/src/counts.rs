@@ -1857,6 +1857,25 @@ mod tests {
     }
 
     #[test]
+    fn a_read_stored_while_its_fragment_waits_keeps_both() {
+        // "a": primary read 1 of a pair that is not proper: its fragment waits, its read does
+        // not. "s": a proper supplementary with the same name, which waits as a read in the same
+        // slot (stored after the fragment). "b": the mate, which pairs with "s" (overlap at 152
+        // and 153, same letters: counted once) and joins "a"'s fragment.
+        let line = |flag: u16, pos0: i64, cigar: &str, pnext0: i64, seq: &str| {
+            sam("p1", flag, pos0, cigar, pnext0, seq, &"I".repeat(seq.len()), "")
+        };
+        let r = run(&[
+            line(0x1 | 0x20 | 0x40, 110, "10M", 152, "ACGTACGTAC"),
+            line(0x800 | 0x40 | 0x20 | 0x3, 150, "4M", 152, "ACGT"),
+            line(0x1 | 0x2 | 0x10 | 0x80, 152, "4M", 110, "GTAA"),
+        ]);
+        assert_eq!(total_bases(&r), 10 + 4 + 4 - 2);
+        assert_eq!(r.fragments, 1);
+        assert_eq!(r.exon_fragments, vec![1, 1, 0]);
+    }
+
+    #[test]
     fn overlap_different_letters() {
         // Equal qualities: keeper gets floor(0.8 * 20) = 16 >= 13.
         let r = run(&pair("p1", (100, "1M", "G", "5"), (100, "1M", "C", "5")));
