@@ -1863,7 +1863,16 @@ mod tests {
         // slot (stored after the fragment). "b": the mate, which pairs with "s" (overlap at 152
         // and 153, same letters: counted once) and joins "a"'s fragment.
         let line = |flag: u16, pos0: i64, cigar: &str, pnext0: i64, seq: &str| {
-            sam("p1", flag, pos0, cigar, pnext0, seq, &"I".repeat(seq.len()), "")
+            sam(
+                "p1",
+                flag,
+                pos0,
+                cigar,
+                pnext0,
+                seq,
+                &"I".repeat(seq.len()),
+                "",
+            )
         };
         let r = run(&[
             line(0x1 | 0x20 | 0x40, 110, "10M", 152, "ACGTACGTAC"),
