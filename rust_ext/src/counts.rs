@@ -865,9 +865,6 @@ struct WaitSlot {
     read_pos0: i64,
     read_reverse: bool,
     read_seq_len: usize,
-    /// The waiting read could not overlap its mate and was counted when it came: pairing with
-    /// it only ends the wait.
-    read_counted: bool,
     fragment_orientation: u8,
     fragment_xs: u8,
     /// The waiting fragment's features, encoded.
@@ -970,7 +967,6 @@ impl MateBook {
             slot.qname_len = qname.len();
             slot.qname_hash = hash;
             slot.read_seq_len = 0;
-            slot.read_counted = false;
         }
         self.set_ticket(s, READ, 0);
         self.set_ticket(s, FRAGMENT, 0);
@@ -1270,6 +1266,13 @@ impl Counter {
 
         // Per-position counts, through overlap adjustment.
         let waiting_read = slot.filter(|&s| self.book.is_waiting(s, READ));
+        let read = ReadView {
+            pos0,
+            reverse,
+            ops: &self.ops,
+            seq: rec.seq,
+            qual: &self.qual,
+        };
         match waiting_read {
             Some(s) if self.params.dedup_overlaps => self.count_pair(s, rec, pos0, reverse),
             None if self.params.dedup_overlaps
@@ -1282,33 +1285,24 @@ impl Counter {
                 slot = Some(s);
                 let t = *ticket.get_or_insert_with(|| self.book.schedule(s, mate_pos0));
                 self.book.set_ticket(s, READ, t);
-                let read = ReadView {
-                    pos0,
-                    reverse,
-                    ops: &self.ops,
-                    seq: rec.seq,
-                    qual: &self.qual,
+                // A read that cannot overlap its mate is counted now and waits with no bases, so
+                // pairing with it (or flushing it) counts and adjusts nothing, as for SEQ `*`.
+                let stored = if may_overlap_mate {
+                    read
+                } else {
+                    self.bases.count(&read, None);
+                    ReadView {
+                        ops: &[],
+                        seq: &[],
+                        qual: &[],
+                        ..read
+                    }
                 };
                 if let Some(waiting) = self.book.slots.get_mut(s as usize) {
-                    waiting.read_counted = !may_overlap_mate;
-                    if may_overlap_mate {
-                        waiting.store_read(&read);
-                    }
-                }
-                if !may_overlap_mate {
-                    self.bases.count(&read, None);
+                    waiting.store_read(&stored);
                 }
             }
-            _ => self.bases.count(
-                &ReadView {
-                    pos0,
-                    reverse,
-                    ops: &self.ops,
-                    seq: rec.seq,
-                    qual: &self.qual,
-                },
-                None,
-            ),
+            _ => self.bases.count(&read, None),
         }
 
         // Fragment-level counts: primary records only.
@@ -1360,19 +1354,6 @@ impl Counter {
         let Some(waiting) = self.book.slots.get_mut(s as usize) else {
             return;
         };
-        if waiting.read_counted {
-            self.bases.count(
-                &ReadView {
-                    pos0,
-                    reverse,
-                    ops: &self.ops,
-                    seq: rec.seq,
-                    qual: &self.qual,
-                },
-                None,
-            );
-            return;
-        }
         let (a_pos0, a_reverse) = (waiting.read_pos0, waiting.read_reverse);
         let Some((a_seq, a_qual, a_ops)) = waiting.read_parts() else {
             return;
@@ -1433,7 +1414,7 @@ impl Counter {
                 continue;
             }
             if let Some(slot) = self.book.slots.get_mut(s as usize) {
-                if flush_read && !slot.read_counted {
+                if flush_read {
                     let (pos0, reverse) = (slot.read_pos0, slot.read_reverse);
                     if let Some((seq, qual, ops)) = slot.read_parts() {
                         decode_ops(ops, &mut self.mate_ops);
