@@ -96,8 +96,8 @@ class _Record:
     mate_same_contig: bool
     pnext: int  # 0-based, -1 when absent
     tlen: int
-    end: int  # 0-based exclusive end of the alignment on the reference
     xs: int
+    end: int = 0  # 0-based exclusive end on the reference, set by _walk_cigar
     aligned: list[tuple[int, int]] = field(default_factory=list)  # (ref_pos, query_index)
     deleted: list[int] = field(default_factory=list)  # ref positions under D
     deletion_events: list[tuple[int, int]] = field(default_factory=list)  # (anchor, length)
@@ -115,7 +115,8 @@ class _Record:
 
 
 def _walk_cigar(rec: _Record) -> int:
-    """Fill the record's aligned/deleted/insertion/junction lists; return the reference length."""
+    """Fill the record's aligned/deleted/insertion/junction lists and its end; return the
+    reference length."""
     ref = rec.pos
     q = 0
     previous_op = None
@@ -157,6 +158,7 @@ def _walk_cigar(rec: _Record) -> int:
             ref += n
     for k, (start, end) in enumerate(intron_spans):
         rec.junctions.append((start, end, min(stretches[k], stretches[k + 1])))
+    rec.end = ref
     return ref - rec.pos
 
 
@@ -203,7 +205,6 @@ def _make_record(index: int, seg: pysam.AlignedSegment) -> _Record:
         mate_same_contig=(seg.next_reference_id >= 0 and seg.next_reference_id == seg.reference_id),
         pnext=seg.next_reference_start,
         tlen=seg.template_length,
-        end=seg.reference_start + sum(n for op, n in ops if op in "MDN=X"),
         xs=xs,
     )
 
