@@ -97,16 +97,28 @@ class SegmentSink:
         """Copy one segment's record into the current batch (``TypeError`` for anything that is
         not a verified pysam ``AlignedSegment``)."""
     @property
-    def last(self) -> pysam.AlignedSegment | None:
-        """The last segment ``push_all`` pushed before it returned or raised."""
-    def push_all(self, segments: Iterable[pysam.AlignedSegment]) -> None:
+    def last_name(self) -> str | None:
+        """QNAME of the last record pushed (``None`` if none)."""
+    def push_all(self, segments: Iterable[pysam.AlignedSegment], *, htslib: bool = False) -> None:
         """``push`` every segment of ``segments``, iterating it in the core (no Python loop per
-        record). An exception of the iterator comes out unchanged; ``last`` then names the last
-        segment pushed."""
+        record). With ``htslib``, a pysam region iterator that passed
+        ``iterator_layout_matches`` is advanced by the core itself (pysam's own htslib call,
+        no Python object per record). A read error comes out as pysam's ``OSError``, any other
+        exception of the iterator unchanged; ``last_name`` then names the last record pushed."""
     def close(self) -> tuple[int, int, int]:
         """Count what is left, stop the worker and give the counter back. Returns (segments
         pushed, of which without FLAG 0x4, segments counted). Raises the first ``CoreError``
         of counting. A sink dropped without ``close`` leaves its counter unusable."""
+
+def set_htslib_functions(hts_itr_next: int, hts_get_bgzfp: int) -> None:
+    """Where pysam's htslib functions ``hts_itr_next`` and ``hts_get_bgzfp`` are (addresses
+    that ``ctypes`` finds in ``pysam.libchtslib``), for ``SegmentSink.push_all(htslib=True)``."""
+
+def iterator_layout_matches(iterator: object, segment: object) -> bool:
+    """Whether the core can advance ``iterator`` itself: a pysam region iterator (from
+    ``AlignmentFile.fetch(contig, start, stop)``) whose object layout checks out and whose
+    current record equals ``segment``, the verified segment pysam just returned from it.
+    Remembers the type for ``SegmentSink.push_all(htslib=True)``."""
 
 def segment_layout_matches(segment: object) -> bool:
     """Whether ``segment`` is a pysam ``AlignedSegment`` whose htslib record the core can read

@@ -10,6 +10,8 @@ fallback. Filtering and counting happen in the core (docs/counting.md).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import hashlib
 import itertools
 import logging
@@ -90,6 +92,7 @@ class ReadStats:
     """What the reader saw, before the core's own filters."""
 
     mode: str  # "indexed" or "stream"
+    handover: str = ""  # how records reached the core: "htslib", "segments" or "text"
     records_read: int = 0  # records pysam handed over (stream mode: the whole file)
     records_to_core: int = 0
     mapped_records_in_file: int | None = None  # library size: mapped records (idxstats)
@@ -284,12 +287,33 @@ def library_size(source: AlignmentSource) -> int | None:
         return None
 
 
-HANDOVERS = ("auto", "segments", "text")
-"""How records reach the core: ``segments`` copies each pysam segment's htslib record straight
-into the core's batch (counted on a worker thread while pysam decodes the next), ``text`` as SAM
-lines; ``auto`` uses
-``segments`` when this pysam's record layout checks out on the first record (see
-``_core.segment_layout_matches``), else ``text``. ``CD22SCAN_HANDOVER`` overrides the default."""
+HANDOVERS = ("auto", "htslib", "segments", "text")
+"""How records reach the core. ``segments``: pysam iterates and the core copies each segment's
+htslib record into its batch (counted on a worker thread while pysam decodes the next).
+``htslib``: for an indexed fetch, the core advances pysam's own region iterator itself (the same
+htslib call on the same file, index iterator and record as pysam's ``__next__``, without a
+Python object per record), copying the records into the same batches. ``text``: SAM lines.
+``auto`` uses ``htslib`` when the layout of pysam's iterator checks out
+(``_core.iterator_layout_matches``), else ``segments`` when pysam's record layout checks out on
+the first record (``_core.segment_layout_matches``), else ``text``. ``CD22SCAN_HANDOVER``
+overrides the default."""
+
+
+@functools.cache
+def _htslib_functions_known() -> bool:
+    """Tell the core where pysam's htslib functions are (once); False if they cannot be found."""
+    try:
+        library = ctypes.CDLL(pysam.libchtslib.__file__)
+        addresses = [
+            ctypes.cast(getattr(library, name), ctypes.c_void_p).value
+            for name in ("hts_itr_next", "hts_get_bgzfp")
+        ]
+    except (OSError, AttributeError):
+        return False
+    if not all(addresses):
+        return False
+    _core.set_htslib_functions(*addresses)
+    return True
 
 
 def feed_window(
@@ -334,17 +358,31 @@ def feed_window(
             if not use_index:
                 stats.mapped_records_in_file = 0
             return stats
-        records = itertools.chain((first,), records)
         direct = handover != "text" and _core.segment_layout_matches(first)
-        if handover == "segments" and not direct:
+        by_htslib = (
+            direct
+            and use_index
+            and handover in ("auto", "htslib")
+            and _htslib_functions_known()
+            and _core.iterator_layout_matches(records, first)
+        )
+        # `htslib` applies to indexed fetches; a whole-file stream goes as `segments`.
+        wanted_but_refused = (handover in ("segments", "htslib") and not direct) or (
+            handover == "htslib" and use_index and not by_htslib
+        )
+        if wanted_but_refused:
             raise InputError(
-                f"{source.display_name}: this pysam's records cannot be handed over directly; "
-                "use the SAM text hand-over (CD22SCAN_HANDOVER=text)"
+                f"{source.display_name}: this pysam's records cannot be handed over as "
+                f"CD22SCAN_HANDOVER={handover} asks; use the SAM text hand-over "
+                "(CD22SCAN_HANDOVER=text)"
             )
+        stats.handover = "htslib" if by_htslib else "segments" if direct else "text"
         if direct:
             tid = source.handle.get_tid(contig)
             _feed_segments(
+                first,
                 records,
+                by_htslib,
                 counter,
                 tid,
                 not use_index,
@@ -356,7 +394,7 @@ def feed_window(
         else:
             log.debug("handing records to the core as SAM text")
             _feed_text(
-                records,
+                itertools.chain((first,), records),
                 counter,
                 contig,
                 start0,
@@ -375,12 +413,13 @@ def feed_window(
 
 
 class _ReadFailure(Exception):
-    """pysam failed on the record after ``records_read`` good ones (``last``: the last good)."""
+    """pysam failed on the record after ``records_read`` good ones (``last_name``: the last good
+    one's name)."""
 
-    def __init__(self, records_read: int, last: pysam.AlignedSegment | None, error: OSError):
+    def __init__(self, records_read: int, last_name: str | None, error: OSError):
         super().__init__(str(error))
         self.records_read = records_read
-        self.last = last
+        self.last_name = last_name
         self.error = error
 
     def input_error(self, source: AlignmentSource) -> InputError:
@@ -389,13 +428,15 @@ class _ReadFailure(Exception):
             where = f"line {header_lines + self.records_read + 1} does not parse"
         else:
             where = f"record {self.records_read + 1}"
-            if self.last is not None:
-                where += f" (the one after read '{self.last.query_name}')"
+            if self.last_name is not None:
+                where += f" (the one after read '{self.last_name}')"
         return InputError(f"{source.display_name}: read error at {where} ({self.error})")
 
 
 def _feed_segments(
-    records: Iterator[pysam.AlignedSegment],
+    first: pysam.AlignedSegment,
+    rest: Iterator[pysam.AlignedSegment],
+    by_htslib: bool,
     counter: _core.GeneCounter,
     tid: int,
     whole_file: bool,
@@ -404,18 +445,20 @@ def _feed_segments(
     batch_records: int,
     on_batch: Callable[[int], None] | None,
 ) -> None:
-    """Each segment's record is copied into the core's batch as pysam yields it (so pysam reuses
-    the segment's memory at once; the core iterates ``records`` itself, no Python loop); the
-    core counts full batches on its worker thread and calls ``on_batch`` once per batch."""
+    """Each record is copied into the core's batch as it is read (so pysam reuses its memory at
+    once; the core iterates ``rest`` itself, no Python loop, and advances a verified pysam region
+    iterator without making segments); the core counts full batches on its worker thread and
+    calls ``on_batch`` once per batch."""
     sink = counter.segment_sink(
         tid, only_window=whole_file, batch_records=batch_records, on_batch=on_batch
     )
     try:
-        sink.push_all(records)
+        sink.push(first)
+        sink.push_all(rest, htslib=by_htslib)
     except OSError as exc:
-        pushed, last = sink.pushed, sink.last
+        pushed, last_name = sink.pushed, sink.last_name
         _close_quietly(sink)
-        raise _ReadFailure(pushed, last, exc) from None
+        raise _ReadFailure(pushed, last_name, exc) from None
     except BaseException:
         _close_quietly(sink)
         raise
@@ -460,7 +503,7 @@ def _feed_text(
                 if n % batch_records == 0:
                     _flush(counter, lines, source, on_batch, len(lines))
         except OSError as exc:
-            raise _ReadFailure(n, read, exc) from None
+            raise _ReadFailure(n, read.query_name if read is not None else None, exc) from None
         stats.records_read = n
         stats.records_to_core = n
         _flush(counter, lines, source, on_batch, len(lines))
@@ -486,7 +529,7 @@ def _feed_text(
                     reported = n
         except OSError as exc:
             # `n` already counts the record whose successor failed.
-            raise _ReadFailure(n, read, exc) from None
+            raise _ReadFailure(n, read.query_name if read is not None else None, exc) from None
         stats.records_read = n
         stats.records_to_core = sent
         stats.mapped_records_in_file = mapped

@@ -1,14 +1,18 @@
-"""The two ways records reach the core (pysam segments read directly, SAM text) count alike.
+"""The ways records reach the core (pysam's region iterator advanced by the core, pysam segments
+read directly, SAM text) count alike.
 
-The segment hand-over reads htslib's record behind each pysam ``AlignedSegment`` (see
-rust_ext/src/python/segments.rs); the SAM text hand-over is the independent fallback. Every
-count, and what the reader reports (records, mapped records), must be identical.
+The htslib hand-over makes pysam's own ``hts_itr_next`` call on pysam's iterator and copies its
+record (rust_ext/src/python/region.rs); the segment hand-over reads htslib's record behind each
+pysam ``AlignedSegment`` (segments.rs); the SAM text hand-over is the independent fallback.
+Every count, what the reader reports (records, mapped records) and every read error must be
+identical.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import itertools
 import os
 import signal
@@ -21,7 +25,8 @@ from core_helpers import assert_same_counts, core_count
 from simulator import simulate, small_gene
 
 from cd22scan import _core
-from cd22scan.reader import feed_window, open_alignments
+from cd22scan.errors import InputError
+from cd22scan.reader import _htslib_functions_known, feed_window, open_alignments
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "abi1_encode"
 
@@ -86,41 +91,115 @@ def test_segments_and_text_count_alike_on_real_reads(bam):
     assert_same_counts(segments, text)
 
 
-@pytest.mark.parametrize("stream", [False, True])
-def test_reader_reports_the_same_for_both_hand_overs(tmp_path, stream):
-    sim = _sim(tmp_path, n_fragments=400)
+def _feed(sim, handover, *, stream=False, batch_records=97, path=None):
     gene = sim.gene
     window = gene.window(300)
-    results = {}
-    for handover in ("segments", "text"):
-        counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
-        batches: list[int] = []
-        with open_alignments(str(sim.bam)) as source:
-            stats = feed_window(
-                source,
-                counter,
-                gene.contig,
-                window[0],
-                window[1],
-                stream=stream,
-                batch_records=97,
-                on_batch=batches.append,
-                handover=handover,
-            )
-        results[handover] = (stats, counter.finish(), batches)
-    (seg_stats, seg_counts, seg_batches), (txt_stats, txt_counts, txt_batches) = (
-        results["segments"],
-        results["text"],
-    )
-    assert seg_stats == txt_stats
-    assert seg_stats.mode == ("stream" if stream else "indexed")
+    counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
+    batches: list[int] = []
+    with open_alignments(str(path or sim.bam)) as source:
+        stats = feed_window(
+            source,
+            counter,
+            gene.contig,
+            window[0],
+            window[1],
+            stream=stream,
+            batch_records=batch_records,
+            on_batch=batches.append,
+            handover=handover,
+        )
+    return stats, counter.finish(), batches
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_reader_reports_the_same_for_every_hand_over(tmp_path, stream):
+    sim = _sim(tmp_path, n_fragments=400)
+    results = {h: _feed(sim, h, stream=stream) for h in ("htslib", "segments", "text")}
+    txt_stats, txt_counts, txt_batches = results["text"]
+    assert txt_stats.mode == ("stream" if stream else "indexed")
+    assert txt_stats.handover == "text"
+    # `htslib` drives indexed fetches; a whole-file stream goes through pysam's segments.
+    assert results["htslib"][0].handover == ("segments" if stream else "htslib")
+    assert results["segments"][0].handover == "segments"
+    for handover in ("htslib", "segments"):
+        stats, counts, batches = results[handover]
+        assert dataclasses.replace(stats, handover="text") == txt_stats, handover
+        assert batches == txt_batches or sum(batches) == sum(txt_batches), handover
+        assert_same_counts(counts, txt_counts)
     if stream:
         with pysam.AlignmentFile(str(sim.bam)) as handle:
             mapped = sum(1 for r in handle.fetch(until_eof=True) if not r.is_unmapped)
-        assert seg_stats.mapped_records_in_file == mapped
-        assert seg_stats.records_to_core < seg_stats.records_read
-    assert sum(seg_batches) == sum(txt_batches) == seg_stats.records_read
-    assert_same_counts(seg_counts, txt_counts)
+        assert txt_stats.mapped_records_in_file == mapped
+        assert txt_stats.records_to_core < txt_stats.records_read
+    assert sum(txt_batches) == txt_stats.records_read
+
+
+@pytest.mark.parametrize("batch_records", [1, 2, 97, 100_000])
+def test_htslib_hand_over_counts_like_segments_whatever_the_batch(tmp_path, batch_records):
+    sim = _sim(tmp_path, seed=5, strand="-")
+    by_htslib = _feed(sim, "htslib", batch_records=batch_records)
+    by_segments = _feed(sim, "segments", batch_records=batch_records)
+    assert by_htslib[0].handover == "htslib"
+    assert by_htslib[0].records_read == by_segments[0].records_read > 1000
+    assert by_htslib[2] == by_segments[2]  # the same progress reports
+    assert_same_counts(by_htslib[1], by_segments[1])
+
+
+def test_auto_hand_over_drives_indexed_fetches_in_the_core(tmp_path):
+    sim = _sim(tmp_path, n_fragments=100)
+    assert _feed(sim, "auto")[0].handover == "htslib"
+    assert _feed(sim, "auto", stream=True)[0].handover == "segments"
+
+
+def test_read_error_is_the_same_through_every_hand_over(tmp_path):
+    """A BAM damaged inside the window: pysam's own error, at the same record, after the same
+    read, whichever way records reach the core."""
+    sim = _sim(tmp_path, n_fragments=3000)
+    data = sim.bam.read_bytes()
+    # BGZF blocks: "BC" extra field at byte 12 of each block header gives its size.
+    offsets, at = [], 0
+    while at < len(data):
+        offsets.append(at)
+        at += int.from_bytes(data[at + 16 : at + 18], "little") + 1
+    damaged = bytearray(data)
+    middle = offsets[len(offsets) // 2]
+    for k in range(middle + 40, middle + 80):
+        damaged[k] ^= 0xFF
+    bam = tmp_path / "damaged.bam"
+    bam.write_bytes(bytes(damaged))
+    Path(f"{bam}.bai").write_bytes(Path(f"{sim.bam}.bai").read_bytes())
+    messages = {}
+    for handover in ("htslib", "segments", "text"):
+        with pytest.raises(InputError) as caught:
+            _feed(sim, handover, path=bam)
+        messages[handover] = str(caught.value)
+    assert "read error at record" in messages["htslib"]
+    assert "(the one after read '" in messages["htslib"]
+    assert messages["htslib"] == messages["segments"] == messages["text"]
+
+
+def test_iterator_layout_check_refuses_other_objects(tmp_path):
+    sim = _sim(tmp_path, n_fragments=50)
+    gene = sim.gene
+    assert _htslib_functions_known()
+    with pysam.AlignmentFile(str(sim.bam)) as handle:
+        region = handle.fetch(gene.contig, *gene.window(300))
+        first = next(region)
+        assert _core.segment_layout_matches(first)
+        whole = handle.fetch(until_eof=True)
+        whole_first = next(whole)
+        for iterator, segment in (
+            (whole, whole_first),  # a whole-file iterator: not driven by the core
+            (iter([first]), first),
+            (region, "not a read"),
+            (region, None),
+            ("region", first),
+        ):
+            assert _core.iterator_layout_matches(iterator, segment) is False
+        # The segment must be the iterator's current record, not merely equal-looking.
+        assert _core.iterator_layout_matches(region, first) is True
+        next(region)
+        assert _core.iterator_layout_matches(region, first) is False
 
 
 def test_layout_check_refuses_other_objects(tmp_path):
@@ -194,7 +273,7 @@ def test_sink_counts_like_add_segments(tmp_path, only_window, feed):
             sink.push(read)
     else:
         sink.push_all(iter(reads))
-        assert sink.last is reads[-1]
+        assert sink.last_name == reads[-1].query_name
     assert sink.pushed == len(reads)
     assert sink.close() == (len(reads), mapped, sent)
     assert sum(reported) == len(reads)
@@ -240,7 +319,7 @@ def test_sink_reports_a_counting_error_at_close(tmp_path):
         sink.close()
 
 
-def test_push_all_passes_the_iterators_error_through_and_keeps_the_last_segment(tmp_path):
+def test_push_all_passes_the_iterators_error_through_and_names_the_last_record(tmp_path):
     gene, window, reads, tid = _reads(tmp_path, 50)
 
     def failing(k):
@@ -252,10 +331,10 @@ def test_push_all_passes_the_iterators_error_through_and_keeps_the_last_segment(
     with pytest.raises(OSError, match="truncated file"):
         sink.push_all(failing(20))
     assert sink.pushed == 20
-    assert sink.last is reads[19]
+    assert sink.last_name == reads[19].query_name
     with pytest.raises(TypeError, match="expected a pysam AlignedSegment"):
         sink.push_all(iter([reads[20], "not a read"]))
-    assert sink.last is reads[20]
+    assert sink.last_name == reads[20].query_name
     assert sink.close()[0] == 21
     assert counter.finish().filters["records"] == 21
 

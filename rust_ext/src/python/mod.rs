@@ -14,6 +14,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use crate::bam::BamDecoder;
 use crate::{CoreError as RustError, CountResult, CounterConfig, BASE_COUNT_KEYS, FILTER_KEYS};
 
+mod region;
 mod segments;
 mod sink;
 use segments::{check_layout, SegmentBatch};
@@ -318,6 +319,23 @@ fn segment_layout_matches(segment: &Bound<'_, PyAny>) -> PyResult<bool> {
     guarded(|| check_layout(segment))
 }
 
+/// Where pysam's htslib functions `hts_itr_next` and `hts_get_bgzfp` are (addresses that
+/// `ctypes` finds in `pysam.libchtslib`), for reading region iterators in the core.
+#[pyfunction]
+fn set_htslib_functions(hts_itr_next: usize, hts_get_bgzfp: usize) {
+    region::set_functions(hts_itr_next, hts_get_bgzfp);
+}
+
+/// Whether the core can advance `iterator` itself: a pysam region iterator whose layout checks
+/// out and whose current record equals `segment`, the one pysam just returned from it.
+#[pyfunction]
+fn iterator_layout_matches(
+    iterator: &Bound<'_, PyAny>,
+    segment: &Bound<'_, PyAny>,
+) -> PyResult<bool> {
+    guarded(|| region::check_iterator(iterator, segment))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -329,6 +347,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCountResult>()?;
     m.add_class::<PySegmentSink>()?;
     m.add_function(wrap_pyfunction!(segment_layout_matches, m)?)?;
+    m.add_function(wrap_pyfunction!(set_htslib_functions, m)?)?;
+    m.add_function(wrap_pyfunction!(iterator_layout_matches, m)?)?;
     // PyO3's `add` fills `__all__`; `_core.pyi` declares none (and stubtest checks it), and this
     // private module is not meant for `import *`.
     m.delattr("__all__")?;

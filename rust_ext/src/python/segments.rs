@@ -38,7 +38,7 @@ struct RawCore {
 
 /// htslib's `bam1_t`.
 #[repr(C)]
-struct RawBam1 {
+pub(super) struct RawBam1 {
     core: RawCore,
     id: u64,
     data: *mut u8,
@@ -77,10 +77,6 @@ pub(super) fn verified_type() -> Option<usize> {
 }
 
 impl SegmentRecord {
-    pub(super) fn core(&self) -> &BamCore {
-        &self.core
-    }
-
     /// The record's fixed fields and data block.
     ///
     /// # Safety
@@ -207,6 +203,14 @@ pub(super) unsafe fn read_record(segment: &Bound<'_, PyAny>) -> Option<SegmentRe
         .add(DELEGATE_OFFSET)
         .cast::<*const RawBam1>()
         .read_unaligned();
+    read_bam1(delegate)
+}
+
+/// The record of an htslib `bam1_t` (`None` if the pointer is null or the record has no data).
+///
+/// # Safety
+/// `delegate` must be null or point to a live `bam1_t`; the record borrows its data block.
+pub(super) unsafe fn read_bam1(delegate: *const RawBam1) -> Option<SegmentRecord> {
     if delegate.is_null() {
         return None;
     }

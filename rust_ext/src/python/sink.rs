@@ -12,7 +12,8 @@ use std::thread::JoinHandle;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
-use super::segments::{may_overlap, read_record, verified_type};
+use super::region::{region_iterator, RegionIterator, Step};
+use super::segments::{may_overlap, read_record, verified_type, SegmentRecord};
 use super::{count_or_refuse, panic_message, to_py_err, PyGeneCounter};
 use crate::bam::{BamCore, BamDecoder};
 use crate::cigar::CigarOp;
@@ -79,8 +80,8 @@ pub struct PySegmentSink {
     on_batch: Option<Py<PyAny>>,
     /// Scratch for the CIGAR of records tested against the window.
     ops: Vec<CigarOp>,
-    /// The last segment `push_all` pushed (for naming where a read error happened).
-    last: Option<Py<PyAny>>,
+    /// QNAME of the last record pushed (for naming where a read error happened).
+    last_name: Option<Vec<u8>>,
     /// Segments pushed since `on_batch` was last called.
     unreported: u64,
     pushed: u64,
@@ -121,7 +122,7 @@ impl PySegmentSink {
             emptied: Mutex::new(emptied),
             worker: Some(worker),
             on_batch,
-            last: None,
+            last_name: None,
             ops: Vec::new(),
             unreported: 0,
             pushed: 0,
@@ -188,55 +189,40 @@ impl PySegmentSink {
         // SAFETY: the type is the one whose layout was verified; `segment` is alive here.
         let record = unsafe { read_record(segment) }
             .ok_or_else(|| PyTypeError::new_err("the segment has no htslib record"))?;
-        self.pushed += 1;
-        self.unreported += 1;
-        if record.core().flag & 0x4 == 0 {
-            self.mapped += 1;
-        }
-        if let Some((tid, window)) = self.only_window {
-            // SAFETY: as above.
-            if !unsafe { may_overlap(&record, tid, window, &mut self.ops) } {
-                if self.unreported >= 64 * self.batch_records as u64 {
-                    self.send(py)?; // progress through long stretches off the window
-                }
-                return Ok(());
+        // SAFETY: as above; `push_record` copies what it keeps before returning.
+        unsafe { self.push_record(py, &record) }
+    }
+
+    /// Push every record `segments` yields. With `htslib`, a pysam region iterator whose layout
+    /// checked out (`iterator_layout_matches`) is advanced by the core itself, with no Python
+    /// object per record; otherwise (or for any other iterable) it is iterated here (no Python
+    /// loop) and each segment pushed. A read error comes out as pysam raises it (`OSError`),
+    /// any other exception of the iterator unchanged; the records pushed before it stay in the
+    /// sink (counted at `close`) and `last_name` names the last of them.
+    #[pyo3(signature = (segments, *, htslib = false))]
+    fn push_all(
+        &mut self,
+        py: Python<'_>,
+        segments: &Bound<'_, PyAny>,
+        htslib: bool,
+    ) -> PyResult<()> {
+        if htslib {
+            if let Some(region) = region_iterator(segments)? {
+                return self.push_region(py, region);
             }
         }
-        // SAFETY: as above; the bytes are copied before `segment` can change or go away.
-        let (core, data) = unsafe { record.view() };
-        let start = self.batch.data.len();
-        self.batch.data.extend_from_slice(data);
-        self.batch
-            .records
-            .push((core, start, self.batch.data.len()));
-        self.sent += 1;
-        if self.batch.records.len() >= self.batch_records {
-            self.send(py)?;
+        for segment in segments.try_iter()? {
+            self.push(py, &segment?)?;
         }
         Ok(())
     }
 
-    /// Push every segment `segments` yields, iterating it here rather than in a Python loop.
-    /// If the iterator raises, the exception comes out as it was, the segments pushed before it
-    /// stay in the sink (counted at `close`), and the last of them is available as `last`.
-    fn push_all(&mut self, py: Python<'_>, segments: &Bound<'_, PyAny>) -> PyResult<()> {
-        let mut last = None;
-        let outcome = (|| {
-            for segment in segments.try_iter()? {
-                let segment = segment?;
-                self.push(py, &segment)?;
-                last = Some(segment);
-            }
-            Ok(())
-        })();
-        self.last = last.map(Bound::unbind);
-        outcome
-    }
-
-    /// The last segment `push_all` pushed before it returned or raised (`None` if none).
+    /// QNAME of the last record pushed (`None` if none).
     #[getter]
-    fn last(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.last.as_ref().map(|segment| segment.clone_ref(py))
+    fn last_name(&self) -> Option<String> {
+        self.last_name
+            .as_deref()
+            .map(|name| String::from_utf8_lossy(name).into_owned())
     }
 
     /// Segments pushed so far.
@@ -253,6 +239,62 @@ impl PySegmentSink {
         sent?;
         stopped?;
         Ok((self.pushed, self.mapped, self.sent))
+    }
+}
+
+impl PySegmentSink {
+    /// Copy one record into the current batch (or only count it, when it is off the window).
+    ///
+    /// # Safety
+    /// `record`'s data block must be valid for this call.
+    unsafe fn push_record(&mut self, py: Python<'_>, record: &SegmentRecord) -> PyResult<()> {
+        let (core, data) = record.view();
+        let name = data.get(..usize::from(core.l_qname)).unwrap_or_default();
+        let name = name.split(|&b| b == 0).next().unwrap_or_default();
+        let last_name = self.last_name.get_or_insert_with(Vec::new);
+        last_name.clear();
+        last_name.extend_from_slice(name);
+        self.pushed += 1;
+        self.unreported += 1;
+        if core.flag & 0x4 == 0 {
+            self.mapped += 1;
+        }
+        if let Some((tid, window)) = self.only_window {
+            if !may_overlap(record, tid, window, &mut self.ops) {
+                if self.unreported >= 64 * self.batch_records as u64 {
+                    self.send(py)?; // progress through long stretches off the window
+                }
+                return Ok(());
+            }
+        }
+        let start = self.batch.data.len();
+        self.batch.data.extend_from_slice(data);
+        self.batch
+            .records
+            .push((core, start, self.batch.data.len()));
+        self.sent += 1;
+        if self.batch.records.len() >= self.batch_records {
+            self.send(py)?;
+        }
+        Ok(())
+    }
+
+    /// Advance pysam's region iterator in the core until it ends, pushing every record.
+    fn push_region(&mut self, py: Python<'_>, mut region: RegionIterator) -> PyResult<()> {
+        if self.worker.is_none() {
+            return Err(to_py_err(RustError::Finished));
+        }
+        loop {
+            // SAFETY: `region` comes from the iterator `push_all` holds a reference to, so it
+            // is alive; the GIL is held between steps and nothing here touches the iterator but
+            // this loop (`send` runs only the progress callback), and each record is copied by
+            // `push_record` before the next step overwrites it.
+            match unsafe { region.step() } {
+                Step::Record(record) => unsafe { self.push_record(py, &record)? },
+                Step::End => return Ok(()),
+                Step::Failed(code) => return Err(region.read_error(py, code)),
+            }
+        }
     }
 }
 
