@@ -121,33 +121,56 @@ impl BamDecoder {
         data: &'a [u8],
         qname: &'a [u8],
     ) -> Result<SamRecord<'a>, BamError> {
-        if core.l_qname == 0 {
-            return Err(BamError::BadLength {
-                field: "l_qname",
-                value: 0,
-            });
+        self.decode_expanded(core, data, qname, None)
+    }
+
+    /// SEQ and QUAL of a record expanded as [`BamDecoder::decode`] expands them, and its `XS:A`
+    /// strand, appended to `seq` and `qual`, so that another thread can do this part of
+    /// decoding ahead ([`BamDecoder::decode_expanded`]). `None` (and nothing appended) when
+    /// `decode` would expand nothing or would refuse the record's lengths: `decode_expanded`
+    /// then decodes (or refuses) the record itself.
+    pub fn expand_into(
+        &self,
+        core: &BamCore,
+        data: &[u8],
+        seq: &mut Vec<u8>,
+        qual: &mut Vec<u8>,
+    ) -> Option<Expansion> {
+        let layout = Layout::of(core, data).ok()?;
+        if !(core.tid == self.target_tid && core.tid >= 0 && layout.l_qseq > 0) {
+            return None;
         }
-        if core.l_qseq < 0 {
-            return Err(BamError::BadLength {
-                field: "l_qseq",
-                value: i64::from(core.l_qseq),
-            });
+        let seq_start = seq.len();
+        append_seq(&data[layout.cigar_end..layout.seq_end], layout.l_qseq, seq);
+        let raw_qual = &data[layout.seq_end..layout.qual_end];
+        let has_qual = raw_qual.first() != Some(&0xFF);
+        let qual_start = qual.len();
+        if has_qual {
+            append_qual(raw_qual, qual);
         }
-        let l_qname = usize::from(core.l_qname);
-        let cigar_bytes = u64::from(core.n_cigar) * 4;
-        let l_qseq = core.l_qseq as u64;
-        let seq_bytes = l_qseq.div_ceil(2);
-        let needed = l_qname as u64 + cigar_bytes + seq_bytes + l_qseq;
-        if needed > data.len() as u64 {
-            return Err(BamError::Truncated {
-                needed,
-                available: data.len(),
-            });
-        }
-        // All offsets below are within `data`: their sum was checked above.
-        let cigar_end = l_qname + cigar_bytes as usize;
-        let seq_end = cigar_end + seq_bytes as usize;
-        let qual_end = seq_end + l_qseq as usize;
+        Some(Expansion {
+            seq_start,
+            qual_start: has_qual.then_some(qual_start),
+            xs: xs_strand(&data[layout.qual_end..]),
+        })
+    }
+
+    /// [`BamDecoder::decode_named`] with SEQ, QUAL and XS taken from `expanded` (what
+    /// [`BamDecoder::expand_into`] gave for this record, as slices) when it is given.
+    pub fn decode_expanded<'a>(
+        &'a mut self,
+        core: &BamCore,
+        data: &'a [u8],
+        qname: &'a [u8],
+        expanded: Option<Expanded<'a>>,
+    ) -> Result<SamRecord<'a>, BamError> {
+        let Layout {
+            l_qname,
+            l_qseq,
+            cigar_end,
+            seq_end,
+            qual_end,
+        } = Layout::of(core, data)?;
         let cigar = CigarField::Binary(&data[l_qname..cigar_end]);
         let pos = sam_position(core.pos, "POS")?;
         let pnext = sam_position(core.mpos, "PNEXT")?;
@@ -155,19 +178,22 @@ impl BamDecoder {
 
         // Scratch buffers first (mutable), then the views that borrow them and the names.
         let on_target = core.tid == self.target_tid && core.tid >= 0;
-        let expand = on_target && l_qseq > 0;
+        let expand = on_target && l_qseq > 0 && expanded.is_none();
         let raw_qual = &data[seq_end..qual_end];
         let has_qual = expand && raw_qual.first() != Some(&0xFF);
         if expand {
-            expand_seq(&data[cigar_end..seq_end], l_qseq as usize, &mut self.seq);
+            self.seq.clear();
+            append_seq(&data[cigar_end..seq_end], l_qseq, &mut self.seq);
         }
         if has_qual {
             self.qual.clear();
-            self.qual
-                .extend(raw_qual.iter().map(|&q| q.saturating_add(33).min(b'~')));
+            append_qual(raw_qual, &mut self.qual);
         }
-        let seq: &[u8] = if expand { &self.seq } else { &[] };
-        let qual = has_qual.then_some(self.qual.as_slice());
+        let (seq, qual): (&[u8], Option<&[u8]>) = match expanded {
+            Some(ahead) => (ahead.seq, ahead.qual),
+            None if expand => (&self.seq, has_qual.then_some(self.qual.as_slice())),
+            None => (&[], None),
+        };
         let rname = self.reference_name(core.tid);
         let rnext = if core.mtid < 0 {
             b"*".as_slice()
@@ -176,10 +202,10 @@ impl BamDecoder {
         } else {
             self.reference_name(core.mtid)
         };
-        let xs = if on_target {
-            xs_strand(&data[qual_end..])
-        } else {
-            XsStrand::Absent
+        let xs = match expanded {
+            Some(ahead) => ahead.xs,
+            None if on_target => xs_strand(&data[qual_end..]),
+            None => XsStrand::Absent,
         };
         Ok(SamRecord {
             qname,
@@ -228,13 +254,102 @@ const SEQ_PAIRS: [[u8; 2]; 256] = {
 };
 
 /// Expand `n` 4-bit bases (two per byte, high nibble first) into SAM letters.
-fn expand_seq(packed: &[u8], n: usize, out: &mut Vec<u8>) {
-    out.clear();
-    out.resize(packed.len() * 2, 0);
-    for (pair, &byte) in out.chunks_exact_mut(2).zip(packed) {
+/// Append the `n` bases of 4-bit `packed` SEQ to `out` as letters.
+fn append_seq(packed: &[u8], n: usize, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + packed.len() * 2, 0);
+    for (pair, &byte) in out[start..].chunks_exact_mut(2).zip(packed) {
         pair.copy_from_slice(&SEQ_PAIRS[usize::from(byte)]);
     }
-    out.truncate(n);
+    out.truncate(start + n);
+}
+
+/// Append numeric BAM qualities to `out` as SAM letters (+33, capped at `~`).
+fn append_qual(raw: &[u8], out: &mut Vec<u8>) {
+    out.extend(raw.iter().map(|&q| q.saturating_add(33).min(b'~')));
+}
+
+/// Offsets of a record's variable-length fields, checked against its data block.
+struct Layout {
+    l_qname: usize,
+    l_qseq: usize,
+    cigar_end: usize,
+    seq_end: usize,
+    qual_end: usize,
+}
+
+impl Layout {
+    fn of(core: &BamCore, data: &[u8]) -> Result<Self, BamError> {
+        if core.l_qname == 0 {
+            return Err(BamError::BadLength {
+                field: "l_qname",
+                value: 0,
+            });
+        }
+        if core.l_qseq < 0 {
+            return Err(BamError::BadLength {
+                field: "l_qseq",
+                value: i64::from(core.l_qseq),
+            });
+        }
+        let l_qname = usize::from(core.l_qname);
+        let cigar_bytes = u64::from(core.n_cigar) * 4;
+        let l_qseq = core.l_qseq as u64;
+        let seq_bytes = l_qseq.div_ceil(2);
+        let needed = l_qname as u64 + cigar_bytes + seq_bytes + l_qseq;
+        if needed > data.len() as u64 {
+            return Err(BamError::Truncated {
+                needed,
+                available: data.len(),
+            });
+        }
+        // All offsets are within `data`: their sum was checked above.
+        let cigar_end = l_qname + cigar_bytes as usize;
+        let seq_end = cigar_end + seq_bytes as usize;
+        Ok(Self {
+            l_qname,
+            l_qseq: l_qseq as usize,
+            cigar_end,
+            seq_end,
+            qual_end: seq_end + l_qseq as usize,
+        })
+    }
+}
+
+/// Where [`BamDecoder::expand_into`] put one record's SEQ and QUAL (each `l_qseq` long) in the
+/// buffers it appended to, and its `XS:A` strand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expansion {
+    pub seq_start: usize,
+    /// `None` when QUAL is missing (0xFF).
+    pub qual_start: Option<usize>,
+    pub xs: XsStrand,
+}
+
+/// One record's expanded SEQ, QUAL and XS, as slices.
+#[derive(Clone, Copy, Debug)]
+pub struct Expanded<'a> {
+    pub seq: &'a [u8],
+    pub qual: Option<&'a [u8]>,
+    pub xs: XsStrand,
+}
+
+impl Expansion {
+    /// The slices of `seq` and `qual` (the buffers `expand_into` appended to) for a record of
+    /// `l_qseq` bases; `None` if they are not there.
+    pub fn view<'a>(&self, l_qseq: i32, seq: &'a [u8], qual: &'a [u8]) -> Option<Expanded<'a>> {
+        let n = usize::try_from(l_qseq).ok()?;
+        let seq = seq.get(self.seq_start..self.seq_start.checked_add(n)?)?;
+        let qual = match self.qual_start {
+            Some(start) => Some(qual.get(start..start.checked_add(n)?)?),
+            None => None,
+        };
+        Some(Expanded {
+            seq,
+            qual,
+            xs: self.xs,
+        })
+    }
 }
 
 /// Size of one aux value of `kind` (not `Z`, `H`, `B`), or `None` for an unknown kind.
@@ -379,6 +494,57 @@ mod tests {
         core.pos = -1;
         let rec = decoder.decode(&core, &bytes).unwrap();
         assert_eq!((rec.rname, rec.rnext, rec.pos), (&b"*"[..], &b"*"[..], 0));
+    }
+
+    #[test]
+    fn expanding_ahead_decodes_like_decoding_alone() {
+        let mut aux = b"NMC\x00".to_vec();
+        aux.extend_from_slice(b"XSA-");
+        let records = [
+            data(b"r1", &[(3, 0), (2, 4)], b"ACGTN", Some(b"IIII#"), &aux),
+            data(b"odd", &[(3, 0)], b"ACG", None, b""),
+            data(b"high", &[(2, 0)], b"GT", Some(b"~~"), b"XSA+"),
+            data(b"noseq", &[(4, 0)], b"", None, b""),
+        ];
+        let decoder = BamDecoder::new(b"chr22", 1);
+        let (mut seq, mut qual) = (b"kept".to_vec(), Vec::new());
+        let mut expansions = Vec::new();
+        for (core, bytes) in &records {
+            expansions.push(decoder.expand_into(core, bytes, &mut seq, &mut qual));
+        }
+        assert!(seq.starts_with(b"kept"), "expand_into appends");
+        assert!(expansions[3].is_none(), "SEQ * is not expanded");
+        let mut off_target = records[0].0;
+        off_target.tid = 0;
+        assert!(decoder
+            .expand_into(&off_target, &records[0].1, &mut seq, &mut qual)
+            .is_none());
+        assert!(decoder
+            .expand_into(&records[0].0, &records[0].1[..9], &mut seq, &mut qual)
+            .is_none());
+        let mut alone = decoder.clone();
+        let mut ahead = decoder.clone();
+        for ((core, bytes), expansion) in records.iter().zip(&expansions) {
+            let qname = BamDecoder::qname(core, bytes);
+            let expanded = expansion.and_then(|e| e.view(core.l_qseq, &seq, &qual));
+            assert_eq!(expanded.is_some(), expansion.is_some());
+            let a = alone.decode(core, bytes).unwrap();
+            let b = ahead.decode_expanded(core, bytes, qname, expanded).unwrap();
+            assert_eq!(
+                (a.qname, a.seq, a.qual, a.xs),
+                (b.qname, b.seq, b.qual, b.xs)
+            );
+            assert_eq!(
+                (a.flag, a.pos, a.pnext, a.tlen),
+                (b.flag, b.pos, b.pnext, b.tlen)
+            );
+        }
+        assert_eq!(
+            expansions[2]
+                .and_then(|e| e.view(2, &seq, &qual))
+                .map(|e| e.qual),
+            Some(Some(&b"~~"[..]))
+        );
     }
 
     #[test]

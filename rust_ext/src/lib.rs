@@ -315,6 +315,17 @@ impl GeneCounter {
         decoder: &mut bam::BamDecoder,
         records: impl IntoIterator<Item = (bam::BamCore, &'a [u8])>,
     ) -> Result<(), CoreError> {
+        let records = records.into_iter().map(|(core, data)| (core, data, None));
+        self.add_bam_expanded(decoder, records)
+    }
+
+    /// [`GeneCounter::add_bam`] for records whose SEQ, QUAL and XS were expanded ahead
+    /// ([`bam::BamDecoder::expand_into`], on another thread) where given; counts are the same.
+    pub fn add_bam_expanded<'a>(
+        &mut self,
+        decoder: &mut bam::BamDecoder,
+        records: impl IntoIterator<Item = (bam::BamCore, &'a [u8], Option<bam::Expanded<'a>>)>,
+    ) -> Result<(), CoreError> {
         if self.failed {
             return Err(CoreError::Unusable);
         }
@@ -326,27 +337,28 @@ impl GeneCounter {
     fn add_bam_records<'a>(
         &mut self,
         decoder: &mut bam::BamDecoder,
-        records: impl IntoIterator<Item = (bam::BamCore, &'a [u8])>,
+        records: impl IntoIterator<Item = (bam::BamCore, &'a [u8], Option<bam::Expanded<'a>>)>,
     ) -> Result<(), CoreError> {
         // Each record's name, found once, and its hash: each name's mate-book memory is fetched
         // while earlier records are counted (the table probe PREFETCH_AHEAD[0] records ahead,
         // its slot [1], the slot's read [2]).
-        let records: Vec<(bam::BamCore, &[u8], &[u8])> = records
+        type Named<'b> = (bam::BamCore, &'b [u8], &'b [u8], Option<bam::Expanded<'b>>);
+        let records: Vec<Named<'_>> = records
             .into_iter()
-            .map(|(core, data)| (core, data, bam::BamDecoder::qname(&core, data)))
+            .map(|(core, data, ahead)| (core, data, bam::BamDecoder::qname(&core, data), ahead))
             .collect();
         let hashes: Vec<u64> = records
             .iter()
-            .map(|&(_, _, qname)| self.counter.name_hash(qname))
+            .map(|&(_, _, qname, _)| self.counter.name_hash(qname))
             .collect();
-        for (i, (&(core, data, qname), &hash)) in records.iter().zip(&hashes).enumerate() {
+        for (i, (&(core, data, qname, ahead), &hash)) in records.iter().zip(&hashes).enumerate() {
             for (stage, ahead) in PREFETCH_AHEAD.iter().enumerate() {
                 if let Some(&later) = hashes.get(i + ahead) {
                     self.counter.prefetch_name(later, stage as u8);
                 }
             }
             self.records_seen += 1;
-            let record = match decoder.decode_named(&core, data, qname) {
+            let record = match decoder.decode_expanded(&core, data, qname, ahead) {
                 Ok(record) => record,
                 Err(problem) => {
                     return Err(CoreError::Bam {

@@ -15,15 +15,19 @@ use pyo3::prelude::*;
 use super::region::{region_iterator, RegionIterator, Step};
 use super::segments::{may_overlap, read_record, verified_type, SegmentRecord};
 use super::{count_or_refuse, panic_message, to_py_err, PyGeneCounter};
-use crate::bam::{BamCore, BamDecoder};
+use crate::bam::{BamCore, BamDecoder, Expansion};
 use crate::cigar::CigarOp;
 use crate::{CoreError as RustError, GeneCounter, Interval};
 
-/// Records of one batch: fixed fields and the range of each data block in `data`.
+/// Records of one batch: fixed fields, the range of each data block in `data`, and where its
+/// SEQ and QUAL were expanded ahead in `seq` and `qual` (by the reading thread, so that the
+/// worker, which has more to do per record, does not).
 #[derive(Default)]
 struct Batch {
-    records: Vec<(BamCore, usize, usize)>,
+    records: Vec<(BamCore, usize, usize, Option<Expansion>)>,
     data: Vec<u8>,
+    seq: Vec<u8>,
+    qual: Vec<u8>,
 }
 
 /// Batches queued for the worker beyond the one it counts.
@@ -35,6 +39,8 @@ impl Batch {
     fn clear(&mut self) {
         self.records.clear();
         self.data.clear();
+        self.seq.clear();
+        self.qual.clear();
     }
 }
 
@@ -50,12 +56,13 @@ fn count_batches(
     let mut outcome = Ok(());
     for mut batch in batches {
         if outcome.is_ok() {
-            let records = batch
-                .records
-                .iter()
-                .map(|&(core, start, end)| (core, batch.data.get(start..end).unwrap_or_default()));
+            let records = batch.records.iter().map(|&(core, start, end, expansion)| {
+                let data = batch.data.get(start..end).unwrap_or_default();
+                let ahead = expansion.and_then(|e| e.view(core.l_qseq, &batch.seq, &batch.qual));
+                (core, data, ahead)
+            });
             outcome = count_or_refuse(&mut counter, |counter| {
-                counter.add_bam(&mut decoder, records)
+                counter.add_bam_expanded(&mut decoder, records)
             });
         }
         batch.clear();
@@ -72,6 +79,8 @@ pub struct PySegmentSink {
     only_window: Option<(i32, Interval)>,
     batch_records: usize,
     batch: Batch,
+    /// Expands SEQ and QUAL of each record as it is copied (the worker has its own decoder).
+    expander: BamDecoder,
     sender: Option<SyncSender<Batch>>,
     /// Batches the worker has counted, empty, to be filled again.
     /// (In a mutex only because a pyclass must be `Sync`; only `push`, under the GIL, takes it.)
@@ -106,6 +115,7 @@ impl PySegmentSink {
         let counter = owner.borrow_mut().lend()?;
         let window = counter.window();
         let decoder = BamDecoder::new(counter.contig(), tid);
+        let expander = decoder.clone();
         let (sender, receiver) = sync_channel(QUEUED_BATCHES);
         let (give_back, emptied) = channel();
         let worker = std::thread::Builder::new()
@@ -118,6 +128,7 @@ impl PySegmentSink {
             only_window: only_window.then_some((tid, window)),
             batch_records: batch_records.max(1),
             batch: Batch::default(),
+            expander,
             sender: Some(sender),
             emptied: Mutex::new(emptied),
             worker: Some(worker),
@@ -269,9 +280,12 @@ impl PySegmentSink {
         }
         let start = self.batch.data.len();
         self.batch.data.extend_from_slice(data);
+        let expansion =
+            self.expander
+                .expand_into(&core, data, &mut self.batch.seq, &mut self.batch.qual);
         self.batch
             .records
-            .push((core, start, self.batch.data.len()));
+            .push((core, start, self.batch.data.len(), expansion));
         self.sent += 1;
         if self.batch.records.len() >= self.batch_records {
             self.send(py)?;
