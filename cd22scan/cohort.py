@@ -169,9 +169,10 @@ def scan_all(
     errors: list[str] = []
     with progress("samples scanned", unit=" samples", total=len(todo)) as bar:
         tasks = [(row, params, scans_dir) for row in todo]
-        for _, (sample, error) in _each_done(pool, _scan_worker, tasks):
+        # Counted here: a bar not shown (no terminal, as in a pipeline's log) counts nothing.
+        for done, (_, (sample, error)) in enumerate(_each_done(pool, _scan_worker, tasks), 1):
             bar.update(1)
-            log.info("[%d/%d] scanned %s", bar.n, len(todo), sample)
+            log.info("[%d/%d] scanned %s", done, len(todo), sample)
             if error:
                 errors.append(error)
     if errors:

@@ -27,6 +27,17 @@ def cohort(tmp_path_factory):
     return tmp, sheet, gtf
 
 
+def test_run_logs_each_scan_with_its_count_when_no_bar_is_shown(cohort, capfd):
+    """In a pipeline's log (stderr not a terminal, so no progress bar) every scanned sample is
+    still numbered: [1/5] ... [5/5]."""
+    tmp, sheet, gtf = cohort
+    argv = ["run", str(sheet), "--out", str(tmp / "logged"), "--gtf", str(gtf), "--gene", "SMALL"]
+    assert main(argv) == 0
+    err = capfd.readouterr().err
+    counts = [line.split("]")[0] for line in err.splitlines() if "] scanned " in line]
+    assert counts == [f"cd22scan: [{k}/5" for k in range(1, 6)], err
+
+
 def test_run_calls_the_planted_skip_and_reports_unpaired(cohort):
     tmp, sheet, gtf = cohort
     out = tmp / "out"
