@@ -5,9 +5,10 @@
 //! away; full batches go to a worker thread that owns the counter until `close`. Python never
 //! waits for counting except when two batches are already queued (bounded memory).
 
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -32,6 +33,10 @@ struct Batch {
 
 /// Batches queued for the worker beyond the one it counts.
 const QUEUED_BATCHES: usize = 2;
+
+/// How long `push_all` keeps the GIL before it lets another Python thread have it (twice
+/// CPython's default switch interval, so a waiting thread has asked for it by then).
+const GIL_HELD_AT_MOST: Duration = Duration::from_millis(10);
 
 type WorkerResult = (Box<GeneCounter>, Result<(), RustError>);
 
@@ -91,6 +96,8 @@ pub struct PySegmentSink {
     ops: Vec<CigarOp>,
     /// QNAME of the last record pushed (for naming where a read error happened).
     last_name: Option<Vec<u8>>,
+    /// When the sink last let go of the GIL.
+    gil_released: Instant,
     /// Segments pushed since `on_batch` was last called.
     unreported: u64,
     pushed: u64,
@@ -134,6 +141,7 @@ impl PySegmentSink {
             worker: Some(worker),
             on_batch,
             last_name: None,
+            gil_released: Instant::now(),
             ops: Vec::new(),
             unreported: 0,
             pushed: 0,
@@ -165,8 +173,18 @@ impl PySegmentSink {
             return Err(to_py_err(RustError::Finished));
         };
         // The worker only stops receiving when it panicked outside catch_unwind; `close`
-        // then reports what happened.
-        let _ = py.detach(|| sender.send(batch));
+        // then reports what happened. Only a full queue is waited for without the GIL.
+        if let Err(TrySendError::Full(batch)) = sender.try_send(batch) {
+            let _ = py.detach(|| sender.send(batch));
+            self.gil_released = Instant::now();
+        }
+        // Other Python threads: CPython hands the GIL to a thread waiting for it when the holder
+        // releases it after keeping it for a whole switch interval (5 ms); a holder that lets go
+        // for an instant every batch starves it instead (it wakes to find the GIL taken again).
+        if self.gil_released.elapsed() >= GIL_HELD_AT_MOST {
+            py.detach(|| ());
+            self.gil_released = Instant::now();
+        }
         Ok(())
     }
 
