@@ -137,22 +137,14 @@ impl BamDecoder {
         qual: &mut Vec<u8>,
     ) -> Option<Expansion> {
         let layout = Layout::of(core, data).ok()?;
-        if !(core.tid == self.target_tid && core.tid >= 0 && layout.l_qseq > 0) {
+        if !(self.on_target(core) && layout.l_qseq > 0) {
             return None;
         }
-        let seq_start = seq.len();
-        append_seq(&data[layout.cigar_end..layout.seq_end], layout.l_qseq, seq);
-        let raw_qual = &data[layout.seq_end..layout.qual_end];
-        let has_qual = raw_qual.first() != Some(&0xFF);
-        let qual_start = qual.len();
-        if has_qual {
-            append_qual(raw_qual, qual);
-        }
-        Some(Expansion {
-            seq_start,
-            qual_start: has_qual.then_some(qual_start),
-            xs: xs_strand(&data[layout.qual_end..]),
-        })
+        Some(append_expansion(&layout, data, seq, qual))
+    }
+
+    fn on_target(&self, core: &BamCore) -> bool {
+        core.tid == self.target_tid && core.tid >= 0
     }
 
     /// [`BamDecoder::decode_named`] with SEQ, QUAL and XS taken from `expanded` (what
@@ -164,35 +156,26 @@ impl BamDecoder {
         qname: &'a [u8],
         expanded: Option<Expanded<'a>>,
     ) -> Result<SamRecord<'a>, BamError> {
-        let Layout {
-            l_qname,
-            l_qseq,
-            cigar_end,
-            seq_end,
-            qual_end,
-        } = Layout::of(core, data)?;
-        let cigar = CigarField::Binary(&data[l_qname..cigar_end]);
+        let layout = Layout::of(core, data)?;
+        let cigar = CigarField::Binary(&data[layout.l_qname..layout.cigar_end]);
         let pos = sam_position(core.pos, "POS")?;
         let pnext = sam_position(core.mpos, "PNEXT")?;
         let tlen = core.isize.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
 
         // Scratch buffers first (mutable), then the views that borrow them and the names.
-        let on_target = core.tid == self.target_tid && core.tid >= 0;
-        let expand = on_target && l_qseq > 0 && expanded.is_none();
-        let raw_qual = &data[seq_end..qual_end];
-        let has_qual = expand && raw_qual.first() != Some(&0xFF);
-        if expand {
-            self.seq.clear();
-            append_seq(&data[cigar_end..seq_end], l_qseq, &mut self.seq);
-        }
-        if has_qual {
-            self.qual.clear();
-            append_qual(raw_qual, &mut self.qual);
-        }
-        let (seq, qual): (&[u8], Option<&[u8]>) = match expanded {
-            Some(ahead) => (ahead.seq, ahead.qual),
-            None if expand => (&self.seq, has_qual.then_some(self.qual.as_slice())),
-            None => (&[], None),
+        let expanded = match expanded {
+            Some(ahead) => Some(ahead),
+            None if self.on_target(core) => {
+                self.seq.clear();
+                self.qual.clear();
+                let own = append_expansion(&layout, data, &mut self.seq, &mut self.qual);
+                Some(Expanded {
+                    seq: &self.seq,
+                    qual: own.qual_start.map(|_| self.qual.as_slice()),
+                    xs: own.xs,
+                })
+            }
+            None => None,
         };
         let rname = self.reference_name(core.tid);
         let rnext = if core.mtid < 0 {
@@ -202,10 +185,9 @@ impl BamDecoder {
         } else {
             self.reference_name(core.mtid)
         };
-        let xs = match expanded {
-            Some(ahead) => ahead.xs,
-            None if on_target => xs_strand(&data[qual_end..]),
-            None => XsStrand::Absent,
+        let (seq, qual, xs) = match expanded {
+            Some(e) => (e.seq, e.qual, e.xs),
+            None => (&[][..], None, XsStrand::Absent),
         };
         Ok(SamRecord {
             qname,
@@ -253,8 +235,7 @@ const SEQ_PAIRS: [[u8; 2]; 256] = {
     pairs
 };
 
-/// Expand `n` 4-bit bases (two per byte, high nibble first) into SAM letters.
-/// Append the `n` bases of 4-bit `packed` SEQ to `out` as letters.
+/// Append `n` 4-bit bases (two per byte, high nibble first) to `out` as SAM letters.
 fn append_seq(packed: &[u8], n: usize, out: &mut Vec<u8>) {
     let start = out.len();
     out.resize(start + packed.len() * 2, 0);
@@ -267,6 +248,29 @@ fn append_seq(packed: &[u8], n: usize, out: &mut Vec<u8>) {
 /// Append numeric BAM qualities to `out` as SAM letters (+33, capped at `~`).
 fn append_qual(raw: &[u8], out: &mut Vec<u8>) {
     out.extend(raw.iter().map(|&q| q.saturating_add(33).min(b'~')));
+}
+
+/// Append a record's SEQ (letters) and QUAL (+33 letters, unless missing: 0xFF) to `seq` and
+/// `qual`, and find its `XS:A` strand: how a record on the counted reference is decoded.
+fn append_expansion(
+    layout: &Layout,
+    data: &[u8],
+    seq: &mut Vec<u8>,
+    qual: &mut Vec<u8>,
+) -> Expansion {
+    let seq_start = seq.len();
+    append_seq(&data[layout.cigar_end..layout.seq_end], layout.l_qseq, seq);
+    let raw_qual = &data[layout.seq_end..layout.qual_end];
+    let has_qual = layout.l_qseq > 0 && raw_qual.first() != Some(&0xFF);
+    let qual_start = qual.len();
+    if has_qual {
+        append_qual(raw_qual, qual);
+    }
+    Expansion {
+        seq_start,
+        qual_start: has_qual.then_some(qual_start),
+        xs: xs_strand(&data[layout.qual_end..]),
+    }
 }
 
 /// Offsets of a record's variable-length fields, checked against its data block.

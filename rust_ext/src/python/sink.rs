@@ -4,6 +4,9 @@
 //! bytes) into the batch being filled, so pysam can free and reuse the segment's memory right
 //! away; full batches go to a worker thread that owns the counter until `close`. Python never
 //! waits for counting except when two batches are already queued (bounded memory).
+//! `push_all(htslib=True)` takes the records from pysam's region iterator itself
+//! ([`super::region`]), with no segment in between. Either way the sink also expands each
+//! record's SEQ and QUAL as it copies it, work the worker would otherwise do.
 
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::Mutex;
@@ -278,11 +281,9 @@ impl PySegmentSink {
     /// `record`'s data block must be valid for this call.
     unsafe fn push_record(&mut self, py: Python<'_>, record: &SegmentRecord) -> PyResult<()> {
         let (core, data) = record.view();
-        let name = data.get(..usize::from(core.l_qname)).unwrap_or_default();
-        let name = name.split(|&b| b == 0).next().unwrap_or_default();
         let last_name = self.last_name.get_or_insert_with(Vec::new);
         last_name.clear();
-        last_name.extend_from_slice(name);
+        last_name.extend_from_slice(BamDecoder::qname(&core, data));
         self.pushed += 1;
         self.unreported += 1;
         if core.flag & 0x4 == 0 {
