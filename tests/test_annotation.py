@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pysam
 import pytest
+from realdata_helpers import ABI1 as REALDATA
 
 from cd22scan.annotation import (
     Exon,
@@ -34,13 +35,9 @@ from cd22scan.contigs import (
 )
 from cd22scan.errors import AnnotationError
 
-# shared/ sits beside the repository (CI clones it next to a copy of shared/).
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "abi1_encode"
-if not REALDATA.is_dir():
-    REALDATA = Path("/work/shared/realdata/abi1_encode")
 ABI1_GTF = REALDATA / "annotation.gtf"
 ABI1_BAM = REALDATA / "ENCFF088HTJ.chr10_27035000_27050000.bam"
-needs_realdata = pytest.mark.skipif(not ABI1_GTF.exists(), reason="shared/realdata not present")
+needs_realdata = pytest.mark.usefixtures("realdata")  # fails in CI when ../shared is missing
 
 OFFSET_37 = 490903
 

@@ -11,7 +11,6 @@ identical.
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import itertools
 import os
@@ -22,21 +21,12 @@ from pathlib import Path
 import pysam
 import pytest
 from core_helpers import assert_same_counts, core_count
+from realdata_helpers import abi1_bams as _realdata_bams
 from simulator import simulate, small_gene
 
 from cd22scan import _core
 from cd22scan.errors import InputError
 from cd22scan.reader import _htslib_functions_known, feed_window, open_alignments
-
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "abi1_encode"
-
-
-def _realdata_bams() -> list[Path]:
-    sheet = REALDATA / "input_bams.tsv"
-    if not sheet.exists():
-        return []
-    with sheet.open() as handle:
-        return [REALDATA / Path(row[1]).name for row in csv.reader(handle, delimiter="\t")]
 
 
 def _sim(tmp_path, *, seed=11, **kw):
@@ -73,7 +63,7 @@ def test_segments_and_text_count_alike_on_simulated_reads(tmp_path, strand, dedu
     assert_same_counts(segments, text)
 
 
-@pytest.mark.skipif(not _realdata_bams(), reason=f"real reads not found at {REALDATA}")
+@pytest.mark.usefixtures("realdata")  # fails in CI when ../shared is missing
 @pytest.mark.parametrize("bam", _realdata_bams(), ids=lambda p: p.name.split(".")[0])
 def test_segments_and_text_count_alike_on_real_reads(bam):
     with pysam.AlignmentFile(str(bam)) as handle:

@@ -7,28 +7,18 @@ count of `N` operations by fragment written here from pysam's CIGAR tuples.
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from pathlib import Path
 
 import pysam
 import pytest
+from realdata_helpers import ABI1 as REALDATA
+from realdata_helpers import abi1_bams
 from reference_counter import reference_count
 
 from cd22scan import scan
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "abi1_encode"
-pytestmark = pytest.mark.skipif(
-    not REALDATA.exists(), reason=f"real reads not found at {REALDATA} (../shared beside the repo)"
-)
-
-
-def _bams() -> list[Path]:
-    sheet = REALDATA / "input_bams.tsv"
-    if not sheet.exists():
-        return []
-    with open(sheet) as handle:
-        return [REALDATA / Path(row[1]).name for row in csv.reader(handle, delimiter="\t")]
+pytestmark = pytest.mark.usefixtures("realdata")  # fails in CI when ../shared is missing
 
 
 def _junctions_by_fragment(bam: Path, min_mapq: int = 20, min_anchor: int = 8) -> dict:
@@ -62,7 +52,7 @@ def _junctions_by_fragment(bam: Path, min_mapq: int = 20, min_anchor: int = 8) -
     return dict(counts)
 
 
-@pytest.mark.parametrize("bam", _bams(), ids=lambda p: p.name.split(".")[0])
+@pytest.mark.parametrize("bam", abi1_bams(), ids=lambda p: p.name.split(".")[0])
 def test_real_bam_scan_matches_reference_and_plain_junction_count(bam):
     result = scan(str(bam), gtf=str(REALDATA / "annotation.gtf"), gene="ABI1")
     model = result.model

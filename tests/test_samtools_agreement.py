@@ -10,7 +10,6 @@ Two comparisons, each exact:
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from pathlib import Path
 
@@ -18,13 +17,14 @@ import numpy as np
 import pysam
 import pytest
 from core_helpers import core_count
+from realdata_helpers import ABI1 as REALDATA
+from realdata_helpers import abi1_bams
 from samtools_pileup import mpileup_counts, needs_samtools
 from simulator import simulate, small_gene
 
 from cd22scan import _core
 from cd22scan.annotation import load_gtf
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "abi1_encode"
 LETTER_KEYS = [k for k in _core.BASE_COUNT_KEYS if not k.startswith("del")]
 
 
@@ -163,16 +163,10 @@ def test_simulated_counts_equal_samtools(tmp_path, strand, dedup, min_baseq, wit
 
 
 def _realdata_bams() -> list[str]:
-    sheet = REALDATA / "input_bams.tsv"
-    if not sheet.exists():
-        return []
-    with open(sheet) as handle:
-        return [str(REALDATA / Path(row[1]).name) for row in csv.reader(handle, delimiter="\t")]
+    return [str(p) for p in abi1_bams()]
 
 
-needs_realdata = pytest.mark.skipif(
-    not REALDATA.exists(), reason=f"real reads not found at {REALDATA} (../shared beside the repo)"
-)
+needs_realdata = pytest.mark.usefixtures("realdata")  # fails in CI when ../shared is missing
 
 
 @needs_samtools

@@ -14,12 +14,14 @@ import scipy.stats
 from cd22scan import stats
 
 
-def test_runtime_modules_do_not_import_scipy():
+def test_runtime_modules_do_not_import_scipy(tmp_path):
     code = (
         "import sys, cd22scan.stats, cd22scan.splicing; "
         "sys.exit(1 if any(m.split('.')[0] == 'scipy' for m in sys.modules) else 0)"
     )
-    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+    # cwd: not the repository, whose cd22scan/ folder would shadow the installed package
+    done = subprocess.run([sys.executable, "-c", code], check=False, cwd=tmp_path)
+    assert done.returncode == 0
 
 
 # --- Fisher --------------------------------------------------------------------------------------
