@@ -3,7 +3,7 @@
 In the normal test run (`--benchmark-disable`) each benchmark runs once as a correctness check on
 a small BAM. Timing run (the README's performance table):
 
-    CD22SCAN_BENCH_RECORDS=1000000 pytest benchmarks --benchmark-enable --benchmark-only \
+    CD22SCAN_BENCH_RECORDS=1000000 pytest benchmarks -m "" --benchmark-enable --benchmark-only \
         --benchmark-group-by=param:n_records
 
 `benchmarks/compare_tools.py` prints the same comparison as reads/s and ratios.
@@ -25,6 +25,8 @@ N_RECORDS = int(os.environ.get("CD22SCAN_BENCH_RECORDS", "100000"))
 MODEL = builtin_model("CD22", "GRCh38")
 W0, W1 = MODEL.window(500)
 REGION = f"{MODEL.contig}:{W0 + 1}-{W1}"
+
+pytestmark = pytest.mark.slow  # builds a 100k-record BAM (cached in the temp folder)
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,7 @@ def test_bench_scan(benchmark, bam, n_records):
     assert result.summary["fragments_on_gene"] > 0
 
 
+@pytest.mark.external
 @pytest.mark.skipif(shutil.which("samtools") is None, reason="samtools not on PATH")
 @pytest.mark.parametrize("n_records", [N_RECORDS])
 def test_bench_samtools_mpileup(benchmark, bam, n_records):

@@ -27,6 +27,7 @@ def cohort(tmp_path_factory):
     return tmp, sheet, gtf
 
 
+@pytest.mark.slow
 def test_run_logs_each_scan_with_its_count_when_no_bar_is_shown(cohort, capfd):
     """In a pipeline's log (stderr not a terminal, so no progress bar) every scanned sample is
     still numbered: [1/5] ... [5/5]."""
@@ -38,6 +39,7 @@ def test_run_logs_each_scan_with_its_count_when_no_bar_is_shown(cohort, capfd):
     assert counts == [f"cd22scan: [{k}/5" for k in range(1, 6)], err
 
 
+@pytest.mark.slow
 def test_run_calls_the_planted_skip_and_reports_unpaired(cohort):
     tmp, sheet, gtf = cohort
     out = tmp / "out"
@@ -97,6 +99,7 @@ def test_sample_sheet_errors_are_one_line_with_exit_2(tmp_path, capsys, content,
     assert needle in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_compare_cli_from_bams_and_from_scan_directories(cohort):
     tmp, _sheet, gtf = cohort
     base, rel = tmp / "P1_base" / "P1_base.bam", tmp / "P1_rel" / "P1_rel.bam"

@@ -23,6 +23,8 @@ from cd22scan.simulate import (
 GENE = small_gene("+")
 N = 3000
 
+pytestmark = pytest.mark.slow  # every test scans 3000-fragment samples: 1-6 s each
+
 
 def _scan(tmp, sample: str, seed: int, **kwargs):
     out = tmp / sample

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -113,6 +114,7 @@ def test_arbitrary_bytes_raise_only_core_error(data):
     feed(new_counter(), [data])
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     lines=st.lists(sam_line(), max_size=40),
@@ -129,6 +131,7 @@ def test_valid_looking_records_raise_only_core_error(lines, cuts, dedup, sort):
     feed(new_counter(dedup_overlaps=dedup), batches)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     start=st.integers(-(2**40), 2**40),

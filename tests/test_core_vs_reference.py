@@ -64,6 +64,7 @@ def test_core_equals_reference_on_cd22(tmp_path):
     assert_same_counts(core, ref)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=12,
     deadline=None,

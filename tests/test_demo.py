@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import polars as pl
+import pytest
 
 from cd22scan.cli import main
+
+pytestmark = pytest.mark.slow  # the whole demo cohort: about 75 s
 
 
 def test_demo_cohort_finds_one_patient_per_mechanism(tmp_path, capsys):

@@ -55,6 +55,7 @@ def _bcftools(*args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.external
 def test_vcf_is_sorted_indexed_and_read_by_bcftools(scanned, tmp_path):
     _, sim, res, variants, contigs = scanned
     assert variants.height >= 1
@@ -96,6 +97,7 @@ def test_vcf_is_sorted_indexed_and_read_by_bcftools(scanned, tmp_path):
         assert row[11] == f".,{want['alt_forward']}" and row[12] == f".,{want['alt_reverse']}"
 
 
+@pytest.mark.external
 def test_empty_vcf_is_header_only_and_valid(scanned, tmp_path):
     _, _, _, variants, contigs = scanned
     vcf = write_vcf(variants.clear(), tmp_path / "e.vcf.gz", contigs=contigs, sample="x")
@@ -178,6 +180,7 @@ def cohort_out(tmp_path_factory):
     return out, verdicts, per_sample, written
 
 
+@pytest.mark.slow
 def test_multiqc_files_are_written(cohort_out):
     out, verdicts, _, written = cohort_out
     assert [p.name for p in written] == [GENERAL_STATS_FILE, VERDICTS_FILE]
@@ -191,6 +194,8 @@ def test_multiqc_files_are_written(cohort_out):
     assert sum(not line.startswith("#") for line in table) == 1 + verdicts.height
 
 
+@pytest.mark.external
+@pytest.mark.slow
 def test_multiqc_finds_the_custom_content(cohort_out, tmp_path):
     pytest.importorskip("multiqc", reason="multiqc not installed (pip install multiqc)")
     out, _, _, _ = cohort_out

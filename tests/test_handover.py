@@ -141,6 +141,7 @@ def test_auto_hand_over_drives_indexed_fetches_in_the_core(tmp_path):
     assert _feed(sim, "auto", stream=True)[0].handover == "segments"
 
 
+@pytest.mark.slow
 def test_read_error_is_the_same_through_every_hand_over(tmp_path):
     """A BAM damaged inside the window: pysam's own error, at the same record, after the same
     read, whichever way records reach the core."""

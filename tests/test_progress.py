@@ -93,6 +93,7 @@ def test_scan_shows_a_record_bar_on_a_terminal(data, tmp_path):
     assert "fragments on the gene" in err  # the log line still comes
 
 
+@pytest.mark.slow
 def test_run_shows_sample_and_pair_bars_on_a_terminal(data, tmp_path):
     _, _, gtf, sheet = data
     argv = ["run", str(sheet), "--out", str(tmp_path / "o"), "--gtf", str(gtf), "--gene", "SMALL"]
@@ -118,6 +119,7 @@ def test_quiet_prints_nothing_on_a_clean_run(data, tmp_path, where):
     assert err == "", repr(err)
 
 
+@pytest.mark.slow
 def test_verbose_adds_debug_lines(data, tmp_path):
     _, plain = _on_pipe(_scan_argv(data, tmp_path / "a"))
     code, verbose = _on_pipe(_scan_argv(data, tmp_path / "b", "--verbose"))

@@ -18,7 +18,10 @@ from reference_counter import reference_count
 
 from cd22scan import scan
 
-pytestmark = pytest.mark.usefixtures("realdata")  # fails in CI when ../shared is missing
+pytestmark = [
+    pytest.mark.usefixtures("realdata"),  # fails in CI when ../shared is missing
+    pytest.mark.slow,  # 1-5 s per BAM
+]
 
 
 def _junctions_by_fragment(bam: Path, min_mapq: int = 20, min_anchor: int = 8) -> dict:

@@ -53,6 +53,7 @@ def _svgs(page: str) -> dict[str, ET.Element]:
     return found
 
 
+@pytest.mark.slow
 def test_pair_report_has_verdict_figures_and_skip_arc(pair):
     comparison, baseline, relapse = pair
     verdict = comparison.verdict.row(0, named=True)
@@ -98,6 +99,7 @@ def test_pair_report_has_verdict_figures_and_skip_arc(pair):
     assert "<script" not in page and "<link" not in page
 
 
+@pytest.mark.slow
 def test_user_text_is_escaped(pair):
     comparison, baseline, relapse = pair
     evil = "<b>x</b>&'\""
@@ -115,6 +117,7 @@ def test_user_text_is_escaped(pair):
     _svgs(page)
 
 
+@pytest.mark.slow
 def test_vaf_figure_draws_tested_mutations(pair):
     comparison, baseline, relapse = pair
     row = {c: None for c in comparison.events.columns}
@@ -137,6 +140,7 @@ def test_vaf_figure_draws_tested_mutations(pair):
     assert "c.151T>G p.(Tyr51Asp)" in "".join(vaf.itertext())
 
 
+@pytest.mark.slow
 def test_write_pair_report_is_atomic_and_utf8(pair, tmp_path):
     comparison, baseline, relapse = pair
     path = write_pair_report(comparison, baseline, relapse, tmp_path / "sub" / "pair.html")
@@ -144,6 +148,7 @@ def test_write_pair_report_is_atomic_and_utf8(pair, tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["pair.html"]  # no temporary left
 
 
+@pytest.mark.slow
 def test_cohort_report(pair, tmp_path):
     comparison, _, _ = pair
     out = tmp_path / "cohort"
@@ -182,6 +187,8 @@ def test_cohort_report_of_empty_run(tmp_path):
     _svgs(page)
 
 
+@pytest.mark.external
+@pytest.mark.slow
 def test_chromium_renders_the_pair_report(pair, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

@@ -18,6 +18,7 @@ import reference_counter as rc
 import simulator as sim
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from samtools_pileup import needs_samtools
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -113,6 +114,7 @@ def test_same_seed_gives_identical_bam_bytes(tmp_path):
         assert [r.to_string() for r in fa] != [r.to_string() for r in fc]
 
 
+@needs_samtools
 def test_samtools_accepts_the_bam_and_counts_every_record(small_sim):
     bam = str(small_sim.bam)
     records = small_sim.truth["records"]
@@ -320,6 +322,7 @@ def test_small_gene_orf_and_splice_sites(strand):
     assert gene.exon(1) == (gene.exons[0] if strand == "+" else gene.exons[-1])
 
 
+@pytest.mark.slow
 def test_planted_psi_and_vaf(tmp_path):
     gene = sim.small_gene("+")
     psi = 0.7

@@ -240,6 +240,7 @@ def _psi_sd(inclusion: int, skipping: int) -> float:
     return math.sqrt(y * y * var_x + x * x * var_y) / (x + y) ** 2
 
 
+@pytest.mark.slow
 def test_planted_exon2_psi(planted):
     sim, result = planted
     psi = splicing.exon_psi(result.junctions, result.model)
@@ -262,6 +263,7 @@ def test_planted_exon2_psi(planted):
     assert others["psi"].min() == 1.0
 
 
+@pytest.mark.slow
 def test_exon_psi_is_unbiased_away_from_the_transcript_ends(tmp_path_factory):
     """With terminal exons longer than the fragments, the rMATS-style psi itself ≈ 0.6."""
     for strand in "+-":
@@ -279,6 +281,7 @@ def test_exon_psi_is_unbiased_away_from_the_transcript_ends(tmp_path_factory):
         assert ex2["psi"] == pytest.approx(0.6, abs=4 * sd), (strand, ex2, sd)
 
 
+@pytest.mark.slow
 def test_planted_skip_event(planted):
     _, result = planted
     events = splicing.skipping_events(result.junctions, result.model)
@@ -292,6 +295,7 @@ def test_planted_skip_event(planted):
     assert splicing.novel_junctions(result.junctions, result.model).height == 0
 
 
+@pytest.mark.slow
 def test_planted_intron3_retention(planted):
     _, result = planted
     ir = splicing.intron_retention(result.introns, result.junctions, result.model)
@@ -303,6 +307,7 @@ def test_planted_intron3_retention(planted):
     assert _row(ir, intron=3)["spliced_reads"] > 0
 
 
+@pytest.mark.slow
 def test_canonical_sample_has_full_inclusion_and_no_events(canonical):
     _, result = canonical
     psi = splicing.exon_psi(result.junctions, result.model)
@@ -315,6 +320,7 @@ def test_canonical_sample_has_full_inclusion_and_no_events(canonical):
     assert ir["ir_ratio"].max() < 0.02
 
 
+@pytest.mark.slow
 def test_expression_of_a_lost_exon(canonical, tmp_path_factory):
     sim, full = canonical
     _, lost = _scan_small(tmp_path_factory, sim.gene, {"skip:2": 1.0}, seed=6)
@@ -327,6 +333,7 @@ def test_expression_of_a_lost_exon(canonical, tmp_path_factory):
     assert row["cpm"] == pytest.approx(row["gene_fragments"] / row["library_size"] * 1e6)
 
 
+@pytest.mark.slow
 def test_call_events_adds_the_sample(canonical):
     _, result = canonical
     frames = splicing.call_events(result)
@@ -342,6 +349,7 @@ def test_call_events_adds_the_sample(canonical):
         assert frame["sample"].unique().to_list() in ([result.sample], [])
 
 
+@pytest.mark.slow
 def test_cd22_grch38_delta_ex2_is_the_known_event(tmp_path_factory):
     out = tmp_path_factory.mktemp("cd22")
     sim = simulate(

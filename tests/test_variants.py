@@ -509,6 +509,7 @@ def _codon_change(coding: str, index: int, want: str) -> str | None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strand", ["+", "-"])
 def test_end_to_end_simulated_bam(tmp_path, strand):
     gene = small_gene(strand)

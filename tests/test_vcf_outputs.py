@@ -18,6 +18,8 @@ GENE = small_gene("+")
 SNV_POS0 = 2000  # in exon 2 of the small gene (a missense change, as in test_formats)
 SEED = 7  # both samples: the same reference sequence
 
+pytestmark = [pytest.mark.slow, pytest.mark.external]  # bcftools reads every VCF
+
 
 def _bcftools(*args: str) -> str:
     if shutil.which("bcftools") is None:

@@ -20,11 +20,14 @@ from cd22scan.multiqc import GENERAL_STATS_FILE, VERDICTS_FILE
 from cd22scan.scanner import ScanParams
 from cd22scan.workflow_files import snakefile_path
 
-if importlib.util.find_spec("snakemake") is None:
-    pytest.skip(
-        "snakemake is not installed (pip install 'cd22scan[test]' or pip install snakemake)",
-        allow_module_level=True,
-    )
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.external,
+    pytest.mark.skipif(
+        importlib.util.find_spec("snakemake") is None,
+        reason="snakemake is not installed (pip install 'cd22scan[test]' or pip install snakemake)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
