@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Union, get_args, get_origin, get_type_hints
 
 from cd22scan import contigs
 from cd22scan.errors import AnnotationError
@@ -34,6 +34,8 @@ __all__ = [
     "builtin_model",
     "check_model_against_header",
     "load_gtf",
+    "model_from_json",
+    "model_to_json",
 ]
 
 
@@ -238,6 +240,95 @@ class GeneModel:
     def domain_of(self, number: int) -> str:
         """What an exon encodes (built-in models only; DERIVED text), or ''."""
         return dict(self.exon_domains).get(number, "")
+
+
+# --- the model as JSON (NAME.model.json of a scan directory) -----------------------------------
+
+MODEL_SCHEMA_VERSION = 1
+_MODEL_KIND = "cd22scan gene model"
+
+
+def _to_plain(value: Any) -> Any:
+    """A model value as JSON data: dataclasses as objects, tuples/sets as arrays."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [_to_plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(_to_plain(v) for v in value)
+    return value
+
+
+def _from_plain(hint: Any, value: Any, where: str) -> Any:
+    """JSON data back to the type ``hint`` of a dataclass field (the inverse of _to_plain)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Union or type(hint).__name__ == "UnionType":
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            with contextlib.suppress(AnnotationError, TypeError, ValueError):
+                return _from_plain(arg, value, where)
+        raise AnnotationError(f"{where}: {value!r} is not a {hint}")
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if not isinstance(value, dict):
+            raise AnnotationError(f"{where}: expected an object for {hint.__name__}")
+        return _dataclass_from_plain(hint, value, where)
+    if origin in (tuple, frozenset, set, list):
+        if not isinstance(value, list):
+            raise AnnotationError(f"{where}: expected an array, found {value!r}")
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(args) != len(value):
+                raise AnnotationError(f"{where}: expected {len(args)} items, found {value!r}")
+            return tuple(_from_plain(a, v, where) for a, v in zip(args, value, strict=True))
+        items = [_from_plain(args[0] if args else Any, v, where) for v in value]
+        return tuple(items) if origin is tuple else origin(items)
+    if hint is Any:
+        return value
+    if hint in (int, str, float, bool):
+        # JSON has one number type; bool is an int in Python, so check it apart.
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise AnnotationError(f"{where}: expected {hint.__name__}, found {value!r}")
+        return value
+    raise TypeError(f"no JSON reading for field type {hint!r}")  # a bug: a new field type
+
+
+def _dataclass_from_plain(cls: type, data: dict[str, Any], where: str) -> Any:
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _from_plain(hints[f.name], data[f.name], f"{where} {f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise AnnotationError(f"{where}: {cls.__name__} field {f.name!r} is missing")
+    return cls(**kwargs)
+
+
+def model_to_json(model: GeneModel) -> dict[str, Any]:
+    """The model as a JSON document: every GeneModel field (a field added later is carried
+    without further edits), plus the schema version and a kind."""
+    return {
+        "schema_version": MODEL_SCHEMA_VERSION,
+        "kind": _MODEL_KIND,
+        "coordinates": "1-based inclusive (GTF/VCF style)",
+        "model": _to_plain(model),
+    }
+
+
+def model_from_json(document: Mapping[str, Any], where: str = "model") -> GeneModel:
+    """The GeneModel of a ``model_to_json`` document; AnnotationError naming ``where`` when it
+    is not one (another kind, a newer schema, a missing or mistyped field)."""
+    if not isinstance(document, Mapping) or document.get("kind") != _MODEL_KIND:
+        raise AnnotationError(f"{where}: not a {_MODEL_KIND} file")
+    version = document.get("schema_version")
+    if not isinstance(version, int) or version > MODEL_SCHEMA_VERSION:
+        raise AnnotationError(
+            f"{where}: gene model schema version {version!r}; this cd22scan reads up to "
+            f"{MODEL_SCHEMA_VERSION} (a newer cd22scan wrote it)"
+        )
+    data = document.get("model")
+    if not isinstance(data, dict):
+        raise AnnotationError(f"{where}: no 'model' object")
+    return _dataclass_from_plain(GeneModel, data, where)
 
 
 # --- built-in models -----------------------------------------------------------------------------

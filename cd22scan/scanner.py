@@ -88,10 +88,15 @@ class ScanResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def choose_model(params: ScanParams, source: AlignmentSource) -> GeneModel:
-    """The gene model in the BAM's own contig naming, refusing build mismatches."""
+def choose_model(
+    params: ScanParams, source: AlignmentSource, loaded: GeneModel | None = None
+) -> GeneModel:
+    """The gene model in the BAM's own contig naming, refusing build mismatches.
+
+    ``loaded``: the model of ``params.gtf`` already parsed (by ``load_target``), so that a
+    cohort parses its GTF once, not once per sample."""
     try:
-        return _choose_model(params, source)
+        return _choose_model(params, source, loaded)
     except AnnotationError as exc:
         # Model-vs-header messages say "the BAM header"; name which file that is.
         message = str(exc)
@@ -100,9 +105,19 @@ def choose_model(params: ScanParams, source: AlignmentSource) -> GeneModel:
         raise AnnotationError(message) from None
 
 
-def _choose_model(params: ScanParams, source: AlignmentSource) -> GeneModel:
+def load_target(params: ScanParams) -> GeneModel | None:
+    """The model of ``params.gtf`` (parsed here, once), or None for a built-in model, whose
+    build is told per BAM header."""
+    if not params.gtf:
+        return None
+    return load_gtf(params.gtf, params.gene, params.transcript)
+
+
+def _choose_model(
+    params: ScanParams, source: AlignmentSource, loaded: GeneModel | None
+) -> GeneModel:
     if params.gtf:
-        model = load_gtf(params.gtf, params.gene, params.transcript)
+        model = loaded or load_gtf(params.gtf, params.gene, params.transcript)
         if params.build != "auto" and model.build and model.build != params.build:
             raise AnnotationError(
                 f"{params.gtf}: GTF says build {model.build} but --build {params.build} was given"
@@ -156,8 +171,17 @@ def reference_fetch(reference: str | None, contig: str) -> tables.RefFetch | Non
     return fetch
 
 
-def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanResult:
-    """Scan one BAM/CRAM/SAM over the target gene. Keyword overrides set ScanParams fields."""
+def scan(
+    path: str,
+    params: ScanParams | None = None,
+    *,
+    model: GeneModel | None = None,
+    **overrides: Any,
+) -> ScanResult:
+    """Scan one BAM/CRAM/SAM over the target gene. Keyword overrides set ScanParams fields.
+
+    ``model``: the model of ``params.gtf`` from ``load_target(params)``, when the caller scans
+    several BAMs with one GTF (parsed once); by default the GTF is parsed here."""
     params = params or ScanParams()
     if overrides:
         params = ScanParams(**{**params.__dict__, **overrides})
@@ -167,7 +191,7 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
         htslib_quiet(),
         open_alignments(path, params.reference, threads=params.threads) as source,
     ):
-        model = choose_model(params, source)
+        model = choose_model(params, source, model)
         if params.reference is not None:
             check_reference(source, params.reference, model.contig)
         sample = params.sample or source.default_sample_name()
