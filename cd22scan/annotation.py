@@ -15,6 +15,7 @@ import functools
 import gzip
 import itertools
 import re
+import urllib.parse
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -449,7 +450,11 @@ def _parse_attributes(text: str, where: str) -> tuple[dict[str, str], list[str]]
             break
         match = _ATTR_RE.match(text, pos)
         if match is None or match.end() == pos:
-            hint = " (it looks like GFF3 key=value; give a GTF)" if "=" in text else ""
+            hint = (
+                " (it looks like GFF3 key=value, in a file whose first lines are GTF)"
+                if "=" in text
+                else ""
+            )
             raise AnnotationError(
                 f"{where}: attribute column is not GTF 'key \"value\";' pairs{hint}: "
                 f"{text.strip()[:80]!r}"
@@ -497,6 +502,7 @@ class _Transcript:
 
 @dataclass
 class _GtfScan:
+    kind: str = "GTF"  # "GTF" or "GFF3": how the file was read (told from its content)
     build: str | None = None
     transcripts: dict[str, _Transcript] = field(default_factory=dict)
     gene_ids: set[str] = field(default_factory=set)
@@ -621,6 +627,215 @@ def _add_feature(
         tx.cds_hi = end if tx.cds_hi is None else max(tx.cds_hi, end)
 
 
+# --- GFF3 ----------------------------------------------------------------------------------------
+
+_GFF3_PARTS = ("exon", *_CDS_FEATURES)  # features that hang under a transcript by Parent
+_PARENT_RE = re.compile(r"(?:^|;)\s*Parent=([^;]*)")
+_GFF3_ATTR_START = re.compile(r"\s*[^\s=;\"]+=")
+_GTF_ATTR_START = re.compile(r"\s*[^\s=;\"]+\s+\S")
+_GENE_PREFIXES = ("gene:", "gene-")  # Ensembl (gene:ENSG...) and RefSeq (gene-CD22) IDs
+_TRANSCRIPT_PREFIXES = ("transcript:", "rna-")
+
+
+def _sniff_kind(path: Path, label: str) -> str:
+    """'GFF3' or 'GTF', from the first lines: a ``##gff-version 3`` directive or the first
+    data line's attribute column (``key=value`` vs ``key "value"``); the suffix only decides a
+    file without data lines."""
+    with _open_gtf(path, label) as handle:
+        for raw in itertools.islice(handle, 10000):
+            if raw.startswith("##gff-version"):
+                return "GFF3" if raw.split()[1:2] and raw.split()[1].startswith("3") else "GTF"
+            if raw.startswith("#") or not raw.strip():
+                continue
+            fields = raw.rstrip("\r\n").split("\t")
+            if len(fields) != 9:
+                break
+            if _GFF3_ATTR_START.match(fields[8]) and not _GTF_ATTR_START.match(fields[8]):
+                return "GFF3"
+            return "GTF"
+    suffixes = [x.lower() for x in path.suffixes]
+    return "GFF3" if any(x in (".gff", ".gff3") for x in suffixes) else "GTF"
+
+
+def _scan_annotation(path: Path, label: str, gene: str) -> _GtfScan:
+    if _sniff_kind(path, label) == "GFF3":
+        return _scan_gff3(path, label, gene)
+    return _scan_gtf(path, label, gene)
+
+
+def _gff3_attributes(text: str, where: str) -> dict[str, list[str]]:
+    """GFF3 column 9 → key → values (comma-separated multiple values, percent-decoded)."""
+    attrs: dict[str, list[str]] = {}
+    for part in text.strip().split(";"):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise AnnotationError(
+                f"{where}: attribute column is not GFF3 key=value pairs: {text.strip()[:80]!r}"
+            )
+        attrs.setdefault(key, []).extend(urllib.parse.unquote(v) for v in value.split(","))
+    return attrs
+
+
+def _first(attrs: Mapping[str, list[str]], *keys: str) -> str:
+    for key in keys:
+        values = attrs.get(key)
+        if values and values[0]:
+            return values[0]
+    return ""
+
+
+def _strip_prefix(identifier: str, prefixes: Sequence[str]) -> str:
+    for prefix in prefixes:
+        if identifier.startswith(prefix):
+            return identifier[len(prefix) :]
+    return identifier
+
+
+def _gff3_gene_matches(query: str, attrs: Mapping[str, list[str]]) -> bool:
+    gene_id = _first(attrs, "gene_id") or _strip_prefix(_first(attrs, "ID"), _GENE_PREFIXES)
+    names = {_first(attrs, k) for k in ("Name", "gene_name", "gene")} - {""}
+    return query in names or _gene_matches(query, {"gene_id": gene_id})
+
+
+@dataclass
+class _Gff3Gene:
+    gene_id: str
+    name: str
+    line: int
+
+
+def _scan_gff3(path: Path, label: str, gene: str) -> _GtfScan:
+    """One pass over a GFF3: check every line, follow gene → transcript → exon/CDS by
+    ID/Parent. Children seen before their parent (allowed, rare) wait until the end."""
+    scan = _GtfScan(kind="GFF3")
+    genes: dict[str, _Gff3Gene] = {}  # ID of a matching gene feature → gene
+    by_id: dict[str, _Transcript] = {}  # ID of a transcript of the gene → transcript
+    seen_ids: set[str] = set()  # IDs of every feature other than exon/CDS (parents)
+    waiting: list[tuple[int, list[str], int, int]] = []  # parts whose parent is not seen yet
+    waiting_nodes: list[tuple[int, list[str], dict[str, list[str]]]] = []  # transcripts, same
+    with _open_gtf(path, label) as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            if raw.startswith("#"):
+                if raw.startswith("##FASTA"):
+                    break
+                if scan.build is None and ("genome-build" in raw or "description" in raw):
+                    found = _BUILD_RE.search(raw)
+                    if found:
+                        scan.build = contigs.normalize_build(found.group(1))
+                continue
+            if raw.startswith(">"):  # FASTA without its ##FASTA directive
+                break
+            fields = raw.rstrip("\r\n").split("\t")
+            if len(fields) != 9:
+                if not raw.strip():
+                    continue
+                raise _bad_line(label, lineno, fields)
+            try:
+                start, end = int(fields[3]), int(fields[4])
+            except ValueError:
+                raise _bad_line(label, lineno, fields) from None
+            if start < 1 or start > end:
+                raise _bad_line(label, lineno, fields)
+            scan.data_lines += 1
+            where = f"{label}:{lineno}"
+            if fields[2] in _GFF3_PARTS:
+                found = _PARENT_RE.search(fields[8])
+                if found is None:
+                    continue
+                parents = [urllib.parse.unquote(p) for p in found.group(1).split(",")]
+                if any(p in by_id for p in parents):
+                    _gff3_part(by_id, fields, start, end, where, lineno)
+                elif any(p not in seen_ids for p in parents):
+                    waiting.append((lineno, fields, start, end))
+                continue
+            attrs = _gff3_attributes(fields[8], where)
+            feature_id = _first(attrs, "ID")
+            if feature_id:
+                seen_ids.add(feature_id)
+            parents = attrs.get("Parent", [])
+            is_gene = not parents or fields[2].endswith("gene")
+            if is_gene:
+                for key in ("Name", "gene_name", "gene", "gene_id"):
+                    if _first(attrs, key):
+                        scan.names.add(_first(attrs, key))
+                if feature_id and _gff3_gene_matches(gene, attrs):
+                    gene_id = _first(attrs, "gene_id") or _strip_prefix(feature_id, _GENE_PREFIXES)
+                    name = _first(attrs, "Name", "gene_name", "gene") or gene_id
+                    genes[feature_id] = _Gff3Gene(gene_id, name, lineno)
+                    scan.gene_ids.add(gene_id)
+                    if scan.gene_line is None:
+                        scan.gene_line = lineno
+                continue
+            parent_gene = next((genes[p] for p in parents if p in genes), None)
+            if parent_gene is not None:
+                _gff3_transcript(scan, by_id, parent_gene, attrs, fields, where, lineno)
+            elif any(p not in seen_ids for p in parents):
+                waiting_nodes.append((lineno, fields, attrs))
+    for lineno, fields, attrs in waiting_nodes:
+        parent_gene = next((genes[p] for p in attrs["Parent"] if p in genes), None)
+        if parent_gene is not None:
+            where = f"{label}:{lineno}"
+            _gff3_transcript(scan, by_id, parent_gene, attrs, fields, where, lineno)
+    for lineno, fields, start, end in waiting:
+        _gff3_part(by_id, fields, start, end, f"{label}:{lineno}", lineno)
+    # A feature under the gene without exons (a RefSeq "exon-less" record) is no transcript.
+    with_exons = {k: t for k, t in scan.transcripts.items() if t.exons}
+    if with_exons:
+        scan.transcripts = with_exons
+    return scan
+
+
+def _gff3_transcript(
+    scan: _GtfScan,
+    by_id: dict[str, _Transcript],
+    gene: _Gff3Gene,
+    attrs: Mapping[str, list[str]],
+    fields: list[str],
+    where: str,
+    lineno: int,
+) -> None:
+    feature_id = _first(attrs, "ID")
+    if not feature_id:
+        raise AnnotationError(f"{where}: {fields[2]} of gene {gene.name} without an ID")
+    transcript_id = _first(attrs, "transcript_id") or _strip_prefix(
+        feature_id, _TRANSCRIPT_PREFIXES
+    )
+    if transcript_id in scan.transcripts:  # e.g. a RefSeq transcript on X and on Y
+        transcript_id = feature_id
+    tx = _Transcript(transcript_id, gene.gene_id, gene.name, lineno)
+    tx.name = _first(attrs, "transcript_name", "Name")
+    # RefSeq spells tags with spaces ("MANE Select"), Ensembl with underscores.
+    tx.tags.update(t.strip().replace(" ", "_") for t in attrs.get("tag", []) if t.strip())
+    tx.places.setdefault((fields[0], fields[6]), lineno)
+    scan.transcripts[transcript_id] = tx
+    by_id[feature_id] = tx
+
+
+def _gff3_part(
+    by_id: Mapping[str, _Transcript],
+    fields: list[str],
+    start: int,
+    end: int,
+    where: str,
+    lineno: int,
+) -> None:
+    """An exon/CDS/codon line: added to each of its parents that is a transcript of the gene."""
+    attrs = _gff3_attributes(fields[8], where)  # checked in full: it belongs to the gene
+    for parent in attrs.get("Parent", []):
+        tx = by_id.get(parent)
+        if tx is None:
+            continue
+        tx.places.setdefault((fields[0], fields[6]), lineno)
+        if fields[2] == "exon":
+            tx.exons.add((start, end))
+        else:
+            tx.cds_lo = start if tx.cds_lo is None else min(tx.cds_lo, start)
+            tx.cds_hi = end if tx.cds_hi is None else max(tx.cds_hi, end)
+
+
 def _rank(tx: _Transcript) -> tuple[int, int, str]:
     return (-tx.cds_length(), -tx.spliced_length, tx.transcript_id)
 
@@ -667,28 +882,32 @@ def _find_transcript(scan: _GtfScan, wanted: str) -> _Transcript | None:
 
 
 def load_gtf(path: str | Path, gene: str, transcript: str | None = None) -> GeneModel:
-    """One transcript of ``gene`` from a GTF (plain or gzipped) as a GeneModel.
+    """One transcript of ``gene`` from a GTF or GFF3 (plain or gzipped) as a GeneModel.
 
-    ``gene`` matches gene_name or gene_id (version optional); ``transcript`` matches
-    transcript_id (version optional) or transcript_name. Without it the default rule picks one
-    (see ``selection`` of the result). The CDS spans the CDS and stop_codon features.
+    GTF or GFF3 is told from the content (``##gff-version 3``, or ``key=value`` attributes),
+    not from the file name. ``gene`` matches gene_name or gene_id (version optional; in GFF3
+    also Name, gene and ID); ``transcript`` matches transcript_id (version optional) or
+    transcript_name (GFF3: Name). Without it the default rule picks one (see ``selection`` of
+    the result). The CDS spans the CDS, start_codon and stop_codon features.
     """
     label = str(path)
     gene = gene.strip()
     if not gene:
-        raise AnnotationError(f"GTF {label}: empty gene name")
-    scan = _scan_gtf(Path(path), label, gene)
+        raise AnnotationError(f"annotation {label}: empty gene name")
+    scan = _scan_annotation(Path(path), label, gene)
+    kind = scan.kind
+    what = f"{kind} {label}"
     if not scan.transcripts:
         if scan.gene_line is not None:
             raise AnnotationError(
-                f"GTF {label}: gene {gene} (line {scan.gene_line}) has no transcript or exon lines"
+                f"{what}: gene {gene} (line {scan.gene_line}) has no transcript or exon lines"
             )
         if scan.data_lines == 0:
-            raise AnnotationError(f"GTF {label}: no annotation lines (empty file?)")
+            raise AnnotationError(f"{what}: no annotation lines (empty file?)")
         if not scan.names:
             raise AnnotationError(
-                f"GTF {label}: gene {gene} not found; no line has a gene_id or gene_name "
-                "attribute (is this a GTF?)"
+                f"{what}: gene {gene} not found; no line has a gene_id or gene_name "
+                f"attribute (is this a {kind}?)"
             )
         by_upper: dict[str, str] = {}
         for name in sorted(scan.names):
@@ -700,7 +919,7 @@ def load_gtf(path: str | Path, gene: str, transcript: str | None = None) -> Gene
             else "; no similar gene name"
         )
         raise AnnotationError(
-            f"GTF {label}: gene {gene} not found by gene_name or gene_id "
+            f"{what}: gene {gene} not found by gene_name or gene_id "
             f"({len(scan.names)} gene names/ids read){hint}"
         )
     all_tx = sorted(scan.transcripts.values(), key=lambda t: t.transcript_id)
@@ -712,7 +931,7 @@ def load_gtf(path: str | Path, gene: str, transcript: str | None = None) -> Gene
                 f", … ({len(listed)} in all)" if len(listed) > 40 else ""
             )
             raise AnnotationError(
-                f"GTF {label}: gene {gene} has no transcript {transcript}; its transcripts: {shown}"
+                f"{what}: gene {gene} has no transcript {transcript}; its transcripts: {shown}"
             )
         selection = f"transcript {chosen.transcript_id} as requested ({transcript})"
     else:
@@ -721,28 +940,29 @@ def load_gtf(path: str | Path, gene: str, transcript: str | None = None) -> Gene
 
 
 def _to_model(tx: _Transcript, scan: _GtfScan, label: str, selection: str) -> GeneModel:
+    what = f"{scan.kind} {label}"
     if len(tx.places) > 1:
         places = ", ".join(
             f"{contig} {strand} (line {line})" for (contig, strand), line in tx.places.items()
         )
         raise AnnotationError(
-            f"GTF {label}: transcript {tx.transcript_id} has features on several "
+            f"{what}: transcript {tx.transcript_id} has features on several "
             f"contigs/strands: {places}"
         )
     if not tx.exons:
         raise AnnotationError(
-            f"GTF {label}: transcript {tx.transcript_id} (line {tx.first_line}) has no exon lines"
+            f"{what}: transcript {tx.transcript_id} (line {tx.first_line}) has no exon lines"
         )
     ((contig, strand),) = tx.places
     if strand not in ("+", "-"):
         raise AnnotationError(
-            f"GTF {label}: transcript {tx.transcript_id} has strand {strand!r}; need + or -"
+            f"{what}: transcript {tx.transcript_id} has strand {strand!r}; need + or -"
         )
     ordered = sorted(tx.exons)
     for (s1, e1), (s2, e2) in itertools.pairwise(ordered):
         if s2 <= e1 + 1:
             raise AnnotationError(
-                f"GTF {label}: transcript {tx.transcript_id} has overlapping or abutting exons "
+                f"{what}: transcript {tx.transcript_id} has overlapping or abutting exons "
                 f"{s1}-{e1} and {s2}-{e2}"
             )
     if strand == "-":
@@ -754,7 +974,7 @@ def _to_model(tx: _Transcript, scan: _GtfScan, label: str, selection: str) -> Ge
     lo, hi = min(s for s, _ in ordered), max(e for _, e in ordered)
     if tx.cds_lo is not None and tx.cds_hi is not None and not lo <= tx.cds_lo <= tx.cds_hi <= hi:
         raise AnnotationError(
-            f"GTF {label}: transcript {tx.transcript_id} has CDS {tx.cds_lo}-{tx.cds_hi} "
+            f"{what}: transcript {tx.transcript_id} has CDS {tx.cds_lo}-{tx.cds_hi} "
             f"outside its exons {lo}-{hi}"
         )
     return GeneModel(
@@ -766,7 +986,7 @@ def _to_model(tx: _Transcript, scan: _GtfScan, label: str, selection: str) -> Ge
         exons=exons,
         cds_start=tx.cds_lo,
         cds_end=tx.cds_hi,
-        source=f"GTF {label} (gene_id {tx.gene_id or '?'})",
+        source=f"{what} (gene_id {tx.gene_id or '?'})",
         selection=selection,
         known_events=(),
     )

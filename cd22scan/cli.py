@@ -35,7 +35,13 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
         choices=["auto", "GRCh38", "GRCh37"],
         help="genome build of the built-in model; auto = from the BAM header (default)",
     )
-    g.add_argument("--gtf", help="GTF (plain or .gz) to take the gene model from")
+    g.add_argument(
+        "--gtf",
+        "--annotation",
+        dest="gtf",
+        metavar="FILE",
+        help="GTF or GFF3 (plain or .gz; told by content) to take the gene model from",
+    )
     g.add_argument(
         "--transcript",
         help="transcript id in the GTF (default: MANE Select > Ensembl canonical > longest CDS)",
