@@ -20,7 +20,9 @@ from cd22scan.annotation import (
     GeneModel,
     builtin_genes,
     builtin_model,
+    check_junctions_fit_model,
     check_model_against_header,
+    check_splice_motifs,
     load_gtf,
 )
 from cd22scan.console import progress
@@ -192,8 +194,14 @@ def scan(
         open_alignments(path, params.reference, threads=params.threads) as source,
     ):
         model = choose_model(params, source, model)
+        annotation = params.gtf or "built-in model"
+        fetch = None
         if params.reference is not None:
             check_reference(source, params.reference, model.contig)
+            fetch = reference_fetch(params.reference, model.contig)
+            # An annotation of the other build (e.g. cut by grep, with no header naming its
+            # build) has introns that do not start with GT and end with AG in the reference.
+            check_splice_motifs(model, fetch, annotation, params.reference)
         sample = params.sample or source.default_sample_name()
         log.debug(
             "%s: %s %s (%s) on %s, build %s", sample, model.gene, model.transcript,
@@ -253,7 +261,6 @@ def scan(
         fmt = source.format
         display = source.display_name
         contig_length = source.contigs[model.contig]
-    fetch = reference_fetch(params.reference, model.contig)
     strandedness = resolve_strandedness(params.strand, result.strand_evidence, model.strand)
     reference_bases = fetch(window_start0, window_end0) if fetch else ""
     exons = tables.exon_table(model, result, sample, window_start0)
@@ -261,6 +268,11 @@ def scan(
     introns = tables.intron_table(model, result, sample)
     bases = tables.bases_table(result, model.contig, window_start0, reference_bases)
     indels = tables.indel_table(result, model.contig, sample, fetch)
+    # Without a reference: reads that use the model's introns only shifted by one offset.
+    junction_rows = junctions.select("start", "end", "reads").iter_rows()
+    doubt = check_junctions_fit_model(model, junction_rows, annotation, display)
+    if doubt:
+        log.warning("%s", doubt)
     if result.filters["used"] == 0:
         log.warning("%s: no reads pass the filters over %s %s", display, model.gene, model.contig)
     summary = {

@@ -15,7 +15,10 @@ from cd22scan.cli import main
 from cd22scan.errors import AnnotationError
 from cd22scan.simulate import write_gtf as write_sim_gtf
 
-ABI1_GTF = Path("/work/shared/realdata/abi1_encode/annotation.gtf")
+REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "abi1_encode"
+if not REAL.is_dir():
+    REAL = Path("/work/shared/realdata/abi1_encode")
+ABI1_GTF = REAL / "annotation.gtf"
 
 # A two-transcript gene, 1-based inclusive. T1: 3 exons, CDS 290-416 incl. the stop codon
 # 414-416 (+ strand); T2: 2 exons, CDS 241-300 plus its stop in exon 2.
