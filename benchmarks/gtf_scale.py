@@ -1,0 +1,127 @@
+"""A GTF of GENCODE size: how long one parse takes, and `cd22scan run` with it.
+
+    python benchmarks/gtf_scale.py --lines 2500000 --samples 4
+    python benchmarks/gtf_scale.py --lines 2500000 --samples 4 --code /tmp/old_checkout
+
+Writes, in a temporary folder (never committed), a GTF of about ``--lines`` lines: the real
+GENCODE v19 ABI1 records of ../shared/realdata (361 lines) copied under other gene names and
+ids (GENE000001, ENSGB000001, ENSTB000001.1, ...), with the real ABI1 in the middle, so the
+target is found after half the file as in a whole-genome GTF. Then times
+
+- one parse: ``load_gtf(GTF, "ABI1")`` in this process (best of ``--repeats``);
+- ``cd22scan run`` in a fresh process on ``--samples`` real ENCODE ABI1 BAMs (half baseline,
+  half relapse, ``--jobs`` workers) with ``--gtf`` the big GTF and ``--reference``.
+
+``--code DIR`` runs `cd22scan run` from another checkout (its ``cd22scan`` package first on
+PYTHONPATH; it needs its compiled ``_core`` in place), to compare before/after a change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REAL = Path(__file__).resolve().parents[1].parent.parent / "shared" / "realdata" / "abi1_encode"
+if not REAL.is_dir():
+    REAL = Path("/work/shared/realdata/abi1_encode")
+
+
+def write_big_gtf(path: Path, lines: int) -> int:
+    """The ABI1 records repeated under other names until about ``lines`` lines; returns the
+    number of lines written."""
+    records = [
+        line
+        for line in (REAL / "annotation.gtf").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    copies = max(1, lines // len(records))
+    middle = copies // 2
+    written = 0
+    with open(path, "w") as out:
+        for k in range(copies):
+            if k == middle:
+                block = records
+            else:
+                block = [
+                    re.sub(r'gene_name "ABI1"', f'gene_name "GENE{k:06d}"', line)
+                    .replace("ENSG00000136754", f"ENSGB{k:06d}")
+                    .replace("ENST", f"ENSTB{k:06d}_")
+                    .replace('transcript_name "ABI1', f'transcript_name "GENE{k:06d}')
+                    for line in records
+                ]
+            out.write("\n".join(block) + "\n")
+            written += len(block)
+    return written
+
+
+def time_parse(gtf: Path, repeats: int) -> float:
+    from cd22scan.annotation import load_gtf
+
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model = load_gtf(gtf, "ABI1")
+        best = min(best, time.perf_counter() - started)
+    assert model.gene == "ABI1"
+    return best
+
+
+def sample_sheet(folder: Path, n: int) -> Path:
+    bams = sorted(REAL.glob("*.bam"))[:n]
+    rows = ["patient\tsample\ttimepoint\tpath"]
+    for k, bam in enumerate(bams):
+        timepoint = "baseline" if k % 2 == 0 else "relapse"
+        rows.append(f"P{k // 2}\tS{k:02d}_{timepoint}\t{timepoint}\t{bam}")
+    sheet = folder / "samples.tsv"
+    sheet.write_text("\n".join(rows) + "\n")
+    return sheet
+
+
+def time_run(gtf: Path, sheet: Path, out: Path, jobs: int, code: Path | None) -> float:
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = f"{code}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    argv = [
+        sys.executable, "-m", "cd22scan", "run", str(sheet), "--out", str(out),
+        "--gtf", str(gtf), "--gene", "ABI1", "--reference", str(REAL / "chr10_abi1.fa.gz"),
+        "--jobs", str(jobs), "--quiet",
+    ]  # fmt: skip
+    started = time.perf_counter()
+    # cwd: the temporary folder, so that "-m cd22scan" does not import the checkout in the
+    # current directory ahead of PYTHONPATH.
+    subprocess.run(argv, check=True, env=env, cwd=sheet.parent)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--lines", type=int, default=2_500_000)
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--code", type=Path, help="another checkout to time `run` from")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cd22scan_gtf_") as tmp:
+        folder = Path(tmp)
+        gtf = folder / "big.gtf"
+        started = time.perf_counter()
+        n = write_big_gtf(gtf, args.lines)
+        size = gtf.stat().st_size / 1e6
+        print(f"GTF: {n} lines, {size:.0f} MB, written in {time.perf_counter() - started:.1f} s")
+        parse = time_parse(gtf, args.repeats)
+        print(f"one parse (load_gtf, best of {args.repeats}): {parse:.2f} s "
+              f"({parse / n * 1e6:.2f} us a line)")  # fmt: skip
+        sheet = sample_sheet(folder, args.samples)
+        seconds = time_run(gtf, sheet, folder / "out", args.jobs, args.code)
+        which = f" (code from {args.code})" if args.code else ""
+        print(f"cd22scan run, {args.samples} samples, --jobs {args.jobs}{which}: {seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
