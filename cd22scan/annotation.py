@@ -637,6 +637,7 @@ _GFF3_ATTR_START = re.compile(r"\s*[^\s=;\"]+=")
 _GTF_ATTR_START = re.compile(r"\s*[^\s=;\"]+\s+\S")
 _GENE_PREFIXES = ("gene:", "gene-")  # Ensembl (gene:ENSG...) and RefSeq (gene-CD22) IDs
 _TRANSCRIPT_PREFIXES = ("transcript:", "rna-")
+_TRANSCRIPT_TYPE_RE = re.compile(r"(?:RNA|transcript)$")  # mRNA, transcript, lnc_RNA, ...
 
 
 def _sniff_kind(path: Path, label: str) -> str:
@@ -696,10 +697,23 @@ def _strip_prefix(identifier: str, prefixes: Sequence[str]) -> str:
     return identifier
 
 
-def _gff3_gene_matches(query: str, attrs: Mapping[str, list[str]]) -> bool:
-    gene_id = _first(attrs, "gene_id") or _strip_prefix(_first(attrs, "ID"), _GENE_PREFIXES)
-    names = {_first(attrs, k) for k in ("Name", "gene_name", "gene")} - {""}
-    return query in names or _gene_matches(query, {"gene_id": gene_id})
+def _gff3_gene_id(attrs: Mapping[str, list[str]]) -> str:
+    return _first(attrs, "gene_id", "geneID") or _strip_prefix(_first(attrs, "ID"), _GENE_PREFIXES)
+
+
+def _gff3_gene_matches(query: str, attrs: Mapping[str, list[str]], *, own_id: bool) -> bool:
+    """``query`` is the gene's name or id (Ensembl GFF3 ids have no version: one given in the
+    query is ignored). ``own_id``: the feature's ID is the gene's (a gene line)."""
+    gene_id = _gff3_gene_id(attrs) if own_id else _first(attrs, "gene_id", "geneID")
+    names = {_first(attrs, k) for k in ("Name" if own_id else "", "gene_name", "gene")} - {""}
+    if query in names:
+        return True
+    if not gene_id:
+        return False
+    unversioned = _VERSION_RE.match(gene_id) is None
+    return _gene_matches(query, {"gene_id": gene_id}) or (
+        unversioned and _strip_version(query) == gene_id
+    )
 
 
 @dataclass
@@ -758,13 +772,27 @@ def _scan_gff3(path: Path, label: str, gene: str) -> _GtfScan:
             if feature_id:
                 seen_ids.add(feature_id)
             parents = attrs.get("Parent", [])
+            if not parents and _TRANSCRIPT_TYPE_RE.search(fields[2]):
+                # A transcript without a gene line (gffread output: geneID=, gene_name=).
+                for key in ("gene_name", "gene", "geneID", "gene_id"):
+                    if _first(attrs, key):
+                        scan.names.add(_first(attrs, key))
+                if _gff3_gene_matches(gene, attrs, own_id=False):
+                    gene_id = _first(attrs, "gene_id", "geneID")
+                    name = _first(attrs, "gene_name", "gene") or gene_id
+                    scan.gene_ids.add(gene_id or name)
+                    if scan.gene_line is None:
+                        scan.gene_line = lineno
+                    orphan = _Gff3Gene(gene_id, name, lineno)
+                    _gff3_transcript(scan, by_id, orphan, attrs, fields, where, lineno)
+                continue
             is_gene = not parents or fields[2].endswith("gene")
             if is_gene:
                 for key in ("Name", "gene_name", "gene", "gene_id"):
                     if _first(attrs, key):
                         scan.names.add(_first(attrs, key))
-                if feature_id and _gff3_gene_matches(gene, attrs):
-                    gene_id = _first(attrs, "gene_id") or _strip_prefix(feature_id, _GENE_PREFIXES)
+                if feature_id and _gff3_gene_matches(gene, attrs, own_id=True):
+                    gene_id = _gff3_gene_id(attrs)
                     name = _first(attrs, "Name", "gene_name", "gene") or gene_id
                     genes[feature_id] = _Gff3Gene(gene_id, name, lineno)
                     scan.gene_ids.add(gene_id)
@@ -875,10 +903,14 @@ def _find_transcript(scan: _GtfScan, wanted: str) -> _Transcript | None:
     """By transcript_id (exact, or without version when none is given) or transcript_name."""
     if wanted in scan.transcripts:
         return scan.transcripts[wanted]
+    # Ensembl GTF/GFF3 ids carry no version: a version in ``wanted`` is then ignored.
     hits = {
         t.transcript_id: t
         for t in scan.transcripts.values()
-        if _strip_version(t.transcript_id) == wanted or (t.name and t.name == wanted)
+        if wanted in (_strip_version(t.transcript_id), t.name)
+        or (
+            _VERSION_RE.match(t.transcript_id) is None and t.transcript_id == _strip_version(wanted)
+        )
     }
     return next(iter(hits.values())) if len(hits) == 1 else None
 

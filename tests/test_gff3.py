@@ -340,3 +340,34 @@ def test_scan_with_gff3_equals_scan_with_gtf_and_bad_gff3_exits_3(small_bam, tmp
     assert main(argv) == 3
     err = capsys.readouterr().err
     assert f"{bad}:4: start 5 > end 1" in err and err.count("\n") == 1
+
+
+def test_gffread_style_gff3_without_gene_lines(tmp_path):
+    """gffread writes transcripts with geneID=/gene_name= and no gene line."""
+    lines = ["##gff-version 3", "#!genome-build GRCh38.p14"]
+    for tid, name, exons, cds in TRANSCRIPTS["+"]:
+        lo, hi = exons[0][0], exons[-1][1]
+        lines.append(
+            f"chr1\tgffread\ttranscript\t{lo}\t{hi}\t.\t+\t.\tID={tid};geneID=G1;"
+            f"gene_name=GENEA;transcript_name={name}"
+        )
+        lines += [f"chr1\tgffread\texon\t{s}\t{e}\t.\t+\t.\tParent={tid}" for s, e in exons]
+        lines += [
+            f"chr1\tgffread\tCDS\t{s}\t{e}\t.\t+\t0\tParent={tid}"
+            for s, e in _cds_parts(exons, cds)
+        ]
+    path = _write(tmp_path / "gffread.gff3", "\n".join(lines) + "\n")
+    gtf = _write(tmp_path / "a.gtf", gtf_text("+", {}, versioned=False))
+    for query in ("GENEA", "G1"):
+        same_model(load_gtf(path, query), load_gtf(gtf, query))
+    with pytest.raises(AnnotationError, match=r"gene GENEB not found .*close names: GENEA"):
+        load_gtf(path, "GENEB")
+
+
+def test_unversioned_ensembl_ids_match_a_versioned_query(tmp_path):
+    """Ensembl ids carry no version (it is a separate attribute): ENSG.3 / T1.1 still match."""
+    path = _write(tmp_path / "e.gff3", ensembl_gff3("+", {}))
+    assert load_gtf(path, "G1.3").gene == "GENEA"
+    assert load_gtf(path, "GENEA", "T1.1").transcript == "T1"
+    gtf = _write(tmp_path / "e.gtf", gtf_text("+", {}, versioned=False))
+    assert load_gtf(gtf, "GENEA", "T1.1").transcript == "T1"
