@@ -682,6 +682,10 @@ def _gff3_attributes(text: str, where: str) -> dict[str, list[str]]:
     return attrs
 
 
+def _unquote_all(value: str) -> list[str]:
+    return [urllib.parse.unquote(v) for v in value.split(",")]
+
+
 def _first(attrs: Mapping[str, list[str]], *keys: str) -> str:
     for key in keys:
         values = attrs.get(key)
@@ -756,17 +760,19 @@ def _scan_gff3(path: Path, label: str, gene: str) -> _GtfScan:
             if start < 1 or start > end:
                 raise _bad_line(label, lineno, fields)
             scan.data_lines += 1
-            where = f"{label}:{lineno}"
             if fields[2] in _GFF3_PARTS:
+                # Most lines: parts of other genes. Only their Parent is read here.
                 found = _PARENT_RE.search(fields[8])
                 if found is None:
                     continue
-                parents = [urllib.parse.unquote(p) for p in found.group(1).split(",")]
+                value = found.group(1)
+                parents = _unquote_all(value) if "%" in value else value.split(",")
                 if any(p in by_id for p in parents):
-                    _gff3_part(by_id, fields, start, end, where, lineno)
+                    _gff3_part(by_id, fields, start, end, f"{label}:{lineno}", lineno)
                 elif any(p not in seen_ids for p in parents):
                     waiting.append((lineno, fields, start, end))
                 continue
+            where = f"{label}:{lineno}"
             attrs = _gff3_attributes(fields[8], where)
             feature_id = _first(attrs, "ID")
             if feature_id:
