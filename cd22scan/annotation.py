@@ -15,12 +15,13 @@ import functools
 import gzip
 import itertools
 import re
+import urllib.parse
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Union, get_args, get_origin, get_type_hints
 
 from cd22scan import contigs
 from cd22scan.errors import AnnotationError
@@ -32,8 +33,12 @@ __all__ = [
     "KnownEvent",
     "builtin_genes",
     "builtin_model",
+    "check_junctions_fit_model",
     "check_model_against_header",
+    "check_splice_motifs",
     "load_gtf",
+    "model_from_json",
+    "model_to_json",
 ]
 
 
@@ -240,6 +245,95 @@ class GeneModel:
         return dict(self.exon_domains).get(number, "")
 
 
+# --- the model as JSON (NAME.model.json of a scan directory) -----------------------------------
+
+MODEL_SCHEMA_VERSION = 1
+_MODEL_KIND = "cd22scan gene model"
+
+
+def _to_plain(value: Any) -> Any:
+    """A model value as JSON data: dataclasses as objects, tuples/sets as arrays."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [_to_plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(_to_plain(v) for v in value)
+    return value
+
+
+def _from_plain(hint: Any, value: Any, where: str) -> Any:
+    """JSON data back to the type ``hint`` of a dataclass field (the inverse of _to_plain)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Union or type(hint).__name__ == "UnionType":
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            with contextlib.suppress(AnnotationError, TypeError, ValueError):
+                return _from_plain(arg, value, where)
+        raise AnnotationError(f"{where}: {value!r} is not a {hint}")
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if not isinstance(value, dict):
+            raise AnnotationError(f"{where}: expected an object for {hint.__name__}")
+        return _dataclass_from_plain(hint, value, where)
+    if origin in (tuple, frozenset, set, list):
+        if not isinstance(value, list):
+            raise AnnotationError(f"{where}: expected an array, found {value!r}")
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(args) != len(value):
+                raise AnnotationError(f"{where}: expected {len(args)} items, found {value!r}")
+            return tuple(_from_plain(a, v, where) for a, v in zip(args, value, strict=True))
+        items = [_from_plain(args[0] if args else Any, v, where) for v in value]
+        return tuple(items) if origin is tuple else origin(items)
+    if hint is Any:
+        return value
+    if hint in (int, str, float, bool):
+        # JSON has one number type; bool is an int in Python, so check it apart.
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise AnnotationError(f"{where}: expected {hint.__name__}, found {value!r}")
+        return value
+    raise TypeError(f"no JSON reading for field type {hint!r}")  # a bug: a new field type
+
+
+def _dataclass_from_plain(cls: type, data: dict[str, Any], where: str) -> Any:
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _from_plain(hints[f.name], data[f.name], f"{where} {f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise AnnotationError(f"{where}: {cls.__name__} field {f.name!r} is missing")
+    return cls(**kwargs)
+
+
+def model_to_json(model: GeneModel) -> dict[str, Any]:
+    """The model as a JSON document: every GeneModel field (a field added later is carried
+    without further edits), plus the schema version and a kind."""
+    return {
+        "schema_version": MODEL_SCHEMA_VERSION,
+        "kind": _MODEL_KIND,
+        "coordinates": "1-based inclusive (GTF/VCF style)",
+        "model": _to_plain(model),
+    }
+
+
+def model_from_json(document: Mapping[str, Any], where: str = "model") -> GeneModel:
+    """The GeneModel of a ``model_to_json`` document; AnnotationError naming ``where`` when it
+    is not one (another kind, a newer schema, a missing or mistyped field)."""
+    if not isinstance(document, Mapping) or document.get("kind") != _MODEL_KIND:
+        raise AnnotationError(f"{where}: not a {_MODEL_KIND} file")
+    version = document.get("schema_version")
+    if not isinstance(version, int) or version > MODEL_SCHEMA_VERSION:
+        raise AnnotationError(
+            f"{where}: gene model schema version {version!r}; this cd22scan reads up to "
+            f"{MODEL_SCHEMA_VERSION} (a newer cd22scan wrote it)"
+        )
+    data = document.get("model")
+    if not isinstance(data, dict):
+        raise AnnotationError(f"{where}: no 'model' object")
+    return _dataclass_from_plain(GeneModel, data, where)
+
+
 # --- built-in models -----------------------------------------------------------------------------
 
 _BUILTIN_SELECTION = {
@@ -358,7 +452,11 @@ def _parse_attributes(text: str, where: str) -> tuple[dict[str, str], list[str]]
             break
         match = _ATTR_RE.match(text, pos)
         if match is None or match.end() == pos:
-            hint = " (it looks like GFF3 key=value; give a GTF)" if "=" in text else ""
+            hint = (
+                " (it looks like GFF3 key=value, in a file whose first lines are GTF)"
+                if "=" in text
+                else ""
+            )
             raise AnnotationError(
                 f"{where}: attribute column is not GTF 'key \"value\";' pairs{hint}: "
                 f"{text.strip()[:80]!r}"
@@ -406,6 +504,7 @@ class _Transcript:
 
 @dataclass
 class _GtfScan:
+    kind: str = "GTF"  # "GTF" or "GFF3": how the file was read (told from its content)
     build: str | None = None
     transcripts: dict[str, _Transcript] = field(default_factory=dict)
     gene_ids: set[str] = field(default_factory=set)
@@ -530,6 +629,249 @@ def _add_feature(
         tx.cds_hi = end if tx.cds_hi is None else max(tx.cds_hi, end)
 
 
+# --- GFF3 ----------------------------------------------------------------------------------------
+
+_GFF3_PARTS = ("exon", *_CDS_FEATURES)  # features that hang under a transcript by Parent
+_PARENT_RE = re.compile(r"(?:^|;)\s*Parent=([^;]*)")
+_GFF3_ATTR_START = re.compile(r"\s*[^\s=;\"]+=")
+_GTF_ATTR_START = re.compile(r"\s*[^\s=;\"]+\s+\S")
+_GENE_PREFIXES = ("gene:", "gene-")  # Ensembl (gene:ENSG...) and RefSeq (gene-CD22) IDs
+_TRANSCRIPT_PREFIXES = ("transcript:", "rna-")
+_TRANSCRIPT_TYPE_RE = re.compile(r"(?:RNA|transcript)$")  # mRNA, transcript, lnc_RNA, ...
+
+
+def _sniff_kind(path: Path, label: str) -> str:
+    """'GFF3' or 'GTF', from the first lines: a ``##gff-version 3`` directive or the first
+    data line's attribute column (``key=value`` vs ``key "value"``); the suffix only decides a
+    file without data lines."""
+    with _open_gtf(path, label) as handle:
+        for raw in itertools.islice(handle, 10000):
+            if raw.startswith("##gff-version"):
+                return "GFF3" if raw.split()[1:2] and raw.split()[1].startswith("3") else "GTF"
+            if raw.startswith("#") or not raw.strip():
+                continue
+            fields = raw.rstrip("\r\n").split("\t")
+            if len(fields) != 9:
+                break
+            if _GFF3_ATTR_START.match(fields[8]) and not _GTF_ATTR_START.match(fields[8]):
+                return "GFF3"
+            return "GTF"
+    suffixes = [x.lower() for x in path.suffixes]
+    return "GFF3" if any(x in (".gff", ".gff3") for x in suffixes) else "GTF"
+
+
+def _scan_annotation(path: Path, label: str, gene: str) -> _GtfScan:
+    if _sniff_kind(path, label) == "GFF3":
+        return _scan_gff3(path, label, gene)
+    return _scan_gtf(path, label, gene)
+
+
+def _gff3_attributes(text: str, where: str) -> dict[str, list[str]]:
+    """GFF3 column 9 → key → values (comma-separated multiple values, percent-decoded)."""
+    attrs: dict[str, list[str]] = {}
+    for part in text.strip().split(";"):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise AnnotationError(
+                f"{where}: attribute column is not GFF3 key=value pairs: {text.strip()[:80]!r}"
+            )
+        attrs.setdefault(key, []).extend(urllib.parse.unquote(v) for v in value.split(","))
+    return attrs
+
+
+def _unquote_all(value: str) -> list[str]:
+    return [urllib.parse.unquote(v) for v in value.split(",")]
+
+
+def _first(attrs: Mapping[str, list[str]], *keys: str) -> str:
+    for key in keys:
+        values = attrs.get(key)
+        if values and values[0]:
+            return values[0]
+    return ""
+
+
+def _strip_prefix(identifier: str, prefixes: Sequence[str]) -> str:
+    for prefix in prefixes:
+        if identifier.startswith(prefix):
+            return identifier[len(prefix) :]
+    return identifier
+
+
+def _gff3_gene_id(attrs: Mapping[str, list[str]]) -> str:
+    return _first(attrs, "gene_id", "geneID") or _strip_prefix(_first(attrs, "ID"), _GENE_PREFIXES)
+
+
+def _gff3_gene_matches(query: str, attrs: Mapping[str, list[str]], *, own_id: bool) -> bool:
+    """``query`` is the gene's name or id (Ensembl GFF3 ids have no version: one given in the
+    query is ignored). ``own_id``: the feature's ID is the gene's (a gene line)."""
+    gene_id = _gff3_gene_id(attrs) if own_id else _first(attrs, "gene_id", "geneID")
+    names = {_first(attrs, k) for k in ("Name" if own_id else "", "gene_name", "gene")} - {""}
+    if query in names:
+        return True
+    if not gene_id:
+        return False
+    unversioned = _VERSION_RE.match(gene_id) is None
+    return _gene_matches(query, {"gene_id": gene_id}) or (
+        unversioned and _strip_version(query) == gene_id
+    )
+
+
+@dataclass
+class _Gff3Gene:
+    gene_id: str
+    name: str
+    line: int
+
+
+def _scan_gff3(path: Path, label: str, gene: str) -> _GtfScan:
+    """One pass over a GFF3: check every line, follow gene → transcript → exon/CDS by
+    ID/Parent. Children seen before their parent (allowed, rare) wait until the end."""
+    scan = _GtfScan(kind="GFF3")
+    genes: dict[str, _Gff3Gene] = {}  # ID of a matching gene feature → gene
+    by_id: dict[str, _Transcript] = {}  # ID of a transcript of the gene → transcript
+    seen_ids: set[str] = set()  # IDs of every feature other than exon/CDS (parents)
+    waiting: list[tuple[int, list[str], int, int]] = []  # parts whose parent is not seen yet
+    waiting_nodes: list[tuple[int, list[str], dict[str, list[str]]]] = []  # transcripts, same
+    with _open_gtf(path, label) as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            if raw.startswith("#"):
+                if raw.startswith("##FASTA"):
+                    break
+                if scan.build is None and ("genome-build" in raw or "description" in raw):
+                    found = _BUILD_RE.search(raw)
+                    if found:
+                        scan.build = contigs.normalize_build(found.group(1))
+                continue
+            if raw.startswith(">"):  # FASTA without its ##FASTA directive
+                break
+            fields = raw.rstrip("\r\n").split("\t")
+            if len(fields) != 9:
+                if not raw.strip():
+                    continue
+                raise _bad_line(label, lineno, fields)
+            try:
+                start, end = int(fields[3]), int(fields[4])
+            except ValueError:
+                raise _bad_line(label, lineno, fields) from None
+            if start < 1 or start > end:
+                raise _bad_line(label, lineno, fields)
+            scan.data_lines += 1
+            if fields[2] in _GFF3_PARTS:
+                # Most lines: parts of other genes. Only their Parent is read here.
+                found = _PARENT_RE.search(fields[8])
+                if found is None:
+                    continue
+                value = found.group(1)
+                parents = _unquote_all(value) if "%" in value else value.split(",")
+                if any(p in by_id for p in parents):
+                    _gff3_part(by_id, fields, start, end, f"{label}:{lineno}", lineno)
+                elif any(p not in seen_ids for p in parents):
+                    waiting.append((lineno, fields, start, end))
+                continue
+            where = f"{label}:{lineno}"
+            attrs = _gff3_attributes(fields[8], where)
+            feature_id = _first(attrs, "ID")
+            if feature_id:
+                seen_ids.add(feature_id)
+            parents = attrs.get("Parent", [])
+            if not parents and _TRANSCRIPT_TYPE_RE.search(fields[2]):
+                # A transcript without a gene line (gffread output: geneID=, gene_name=).
+                for key in ("gene_name", "gene", "geneID", "gene_id"):
+                    if _first(attrs, key):
+                        scan.names.add(_first(attrs, key))
+                if _gff3_gene_matches(gene, attrs, own_id=False):
+                    gene_id = _first(attrs, "gene_id", "geneID")
+                    name = _first(attrs, "gene_name", "gene") or gene_id
+                    scan.gene_ids.add(gene_id or name)
+                    if scan.gene_line is None:
+                        scan.gene_line = lineno
+                    orphan = _Gff3Gene(gene_id, name, lineno)
+                    _gff3_transcript(scan, by_id, orphan, attrs, fields, where, lineno)
+                continue
+            is_gene = not parents or fields[2].endswith("gene")
+            if is_gene:
+                for key in ("Name", "gene_name", "gene", "gene_id"):
+                    if _first(attrs, key):
+                        scan.names.add(_first(attrs, key))
+                if feature_id and _gff3_gene_matches(gene, attrs, own_id=True):
+                    gene_id = _gff3_gene_id(attrs)
+                    name = _first(attrs, "Name", "gene_name", "gene") or gene_id
+                    genes[feature_id] = _Gff3Gene(gene_id, name, lineno)
+                    scan.gene_ids.add(gene_id)
+                    if scan.gene_line is None:
+                        scan.gene_line = lineno
+                continue
+            parent_gene = next((genes[p] for p in parents if p in genes), None)
+            if parent_gene is not None:
+                _gff3_transcript(scan, by_id, parent_gene, attrs, fields, where, lineno)
+            elif any(p not in seen_ids for p in parents):
+                waiting_nodes.append((lineno, fields, attrs))
+    for lineno, fields, attrs in waiting_nodes:
+        parent_gene = next((genes[p] for p in attrs["Parent"] if p in genes), None)
+        if parent_gene is not None:
+            where = f"{label}:{lineno}"
+            _gff3_transcript(scan, by_id, parent_gene, attrs, fields, where, lineno)
+    for lineno, fields, start, end in waiting:
+        _gff3_part(by_id, fields, start, end, f"{label}:{lineno}", lineno)
+    # A feature under the gene without exons (a RefSeq "exon-less" record) is no transcript.
+    with_exons = {k: t for k, t in scan.transcripts.items() if t.exons}
+    if with_exons:
+        scan.transcripts = with_exons
+    return scan
+
+
+def _gff3_transcript(
+    scan: _GtfScan,
+    by_id: dict[str, _Transcript],
+    gene: _Gff3Gene,
+    attrs: Mapping[str, list[str]],
+    fields: list[str],
+    where: str,
+    lineno: int,
+) -> None:
+    feature_id = _first(attrs, "ID")
+    if not feature_id:
+        raise AnnotationError(f"{where}: {fields[2]} of gene {gene.name} without an ID")
+    transcript_id = _first(attrs, "transcript_id") or _strip_prefix(
+        feature_id, _TRANSCRIPT_PREFIXES
+    )
+    if transcript_id in scan.transcripts:  # e.g. a RefSeq transcript on X and on Y
+        transcript_id = feature_id
+    tx = _Transcript(transcript_id, gene.gene_id, gene.name, lineno)
+    tx.name = _first(attrs, "transcript_name", "Name")
+    # RefSeq spells tags with spaces ("MANE Select"), Ensembl with underscores.
+    tx.tags.update(t.strip().replace(" ", "_") for t in attrs.get("tag", []) if t.strip())
+    tx.places.setdefault((fields[0], fields[6]), lineno)
+    scan.transcripts[transcript_id] = tx
+    by_id[feature_id] = tx
+
+
+def _gff3_part(
+    by_id: Mapping[str, _Transcript],
+    fields: list[str],
+    start: int,
+    end: int,
+    where: str,
+    lineno: int,
+) -> None:
+    """An exon/CDS/codon line: added to each of its parents that is a transcript of the gene."""
+    attrs = _gff3_attributes(fields[8], where)  # checked in full: it belongs to the gene
+    for parent in attrs.get("Parent", []):
+        tx = by_id.get(parent)
+        if tx is None:
+            continue
+        tx.places.setdefault((fields[0], fields[6]), lineno)
+        if fields[2] == "exon":
+            tx.exons.add((start, end))
+        else:
+            tx.cds_lo = start if tx.cds_lo is None else min(tx.cds_lo, start)
+            tx.cds_hi = end if tx.cds_hi is None else max(tx.cds_hi, end)
+
+
 def _rank(tx: _Transcript) -> tuple[int, int, str]:
     return (-tx.cds_length(), -tx.spliced_length, tx.transcript_id)
 
@@ -567,37 +909,45 @@ def _find_transcript(scan: _GtfScan, wanted: str) -> _Transcript | None:
     """By transcript_id (exact, or without version when none is given) or transcript_name."""
     if wanted in scan.transcripts:
         return scan.transcripts[wanted]
+    # Ensembl GTF/GFF3 ids carry no version: a version in ``wanted`` is then ignored.
     hits = {
         t.transcript_id: t
         for t in scan.transcripts.values()
-        if _strip_version(t.transcript_id) == wanted or (t.name and t.name == wanted)
+        if wanted in (_strip_version(t.transcript_id), t.name)
+        or (
+            _VERSION_RE.match(t.transcript_id) is None and t.transcript_id == _strip_version(wanted)
+        )
     }
     return next(iter(hits.values())) if len(hits) == 1 else None
 
 
 def load_gtf(path: str | Path, gene: str, transcript: str | None = None) -> GeneModel:
-    """One transcript of ``gene`` from a GTF (plain or gzipped) as a GeneModel.
+    """One transcript of ``gene`` from a GTF or GFF3 (plain or gzipped) as a GeneModel.
 
-    ``gene`` matches gene_name or gene_id (version optional); ``transcript`` matches
-    transcript_id (version optional) or transcript_name. Without it the default rule picks one
-    (see ``selection`` of the result). The CDS spans the CDS and stop_codon features.
+    GTF or GFF3 is told from the content (``##gff-version 3``, or ``key=value`` attributes),
+    not from the file name. ``gene`` matches gene_name or gene_id (version optional; in GFF3
+    also Name, gene and ID); ``transcript`` matches transcript_id (version optional) or
+    transcript_name (GFF3: Name). Without it the default rule picks one (see ``selection`` of
+    the result). The CDS spans the CDS, start_codon and stop_codon features.
     """
     label = str(path)
     gene = gene.strip()
     if not gene:
-        raise AnnotationError(f"GTF {label}: empty gene name")
-    scan = _scan_gtf(Path(path), label, gene)
+        raise AnnotationError(f"annotation {label}: empty gene name")
+    scan = _scan_annotation(Path(path), label, gene)
+    kind = scan.kind
+    what = f"{kind} {label}"
     if not scan.transcripts:
         if scan.gene_line is not None:
             raise AnnotationError(
-                f"GTF {label}: gene {gene} (line {scan.gene_line}) has no transcript or exon lines"
+                f"{what}: gene {gene} (line {scan.gene_line}) has no transcript or exon lines"
             )
         if scan.data_lines == 0:
-            raise AnnotationError(f"GTF {label}: no annotation lines (empty file?)")
+            raise AnnotationError(f"{what}: no annotation lines (empty file?)")
         if not scan.names:
             raise AnnotationError(
-                f"GTF {label}: gene {gene} not found; no line has a gene_id or gene_name "
-                "attribute (is this a GTF?)"
+                f"{what}: gene {gene} not found; no line has a gene_id or gene_name "
+                f"attribute (is this a {kind}?)"
             )
         by_upper: dict[str, str] = {}
         for name in sorted(scan.names):
@@ -609,7 +959,7 @@ def load_gtf(path: str | Path, gene: str, transcript: str | None = None) -> Gene
             else "; no similar gene name"
         )
         raise AnnotationError(
-            f"GTF {label}: gene {gene} not found by gene_name or gene_id "
+            f"{what}: gene {gene} not found by gene_name or gene_id "
             f"({len(scan.names)} gene names/ids read){hint}"
         )
     all_tx = sorted(scan.transcripts.values(), key=lambda t: t.transcript_id)
@@ -621,7 +971,7 @@ def load_gtf(path: str | Path, gene: str, transcript: str | None = None) -> Gene
                 f", … ({len(listed)} in all)" if len(listed) > 40 else ""
             )
             raise AnnotationError(
-                f"GTF {label}: gene {gene} has no transcript {transcript}; its transcripts: {shown}"
+                f"{what}: gene {gene} has no transcript {transcript}; its transcripts: {shown}"
             )
         selection = f"transcript {chosen.transcript_id} as requested ({transcript})"
     else:
@@ -630,28 +980,29 @@ def load_gtf(path: str | Path, gene: str, transcript: str | None = None) -> Gene
 
 
 def _to_model(tx: _Transcript, scan: _GtfScan, label: str, selection: str) -> GeneModel:
+    what = f"{scan.kind} {label}"
     if len(tx.places) > 1:
         places = ", ".join(
             f"{contig} {strand} (line {line})" for (contig, strand), line in tx.places.items()
         )
         raise AnnotationError(
-            f"GTF {label}: transcript {tx.transcript_id} has features on several "
+            f"{what}: transcript {tx.transcript_id} has features on several "
             f"contigs/strands: {places}"
         )
     if not tx.exons:
         raise AnnotationError(
-            f"GTF {label}: transcript {tx.transcript_id} (line {tx.first_line}) has no exon lines"
+            f"{what}: transcript {tx.transcript_id} (line {tx.first_line}) has no exon lines"
         )
     ((contig, strand),) = tx.places
     if strand not in ("+", "-"):
         raise AnnotationError(
-            f"GTF {label}: transcript {tx.transcript_id} has strand {strand!r}; need + or -"
+            f"{what}: transcript {tx.transcript_id} has strand {strand!r}; need + or -"
         )
     ordered = sorted(tx.exons)
     for (s1, e1), (s2, e2) in itertools.pairwise(ordered):
         if s2 <= e1 + 1:
             raise AnnotationError(
-                f"GTF {label}: transcript {tx.transcript_id} has overlapping or abutting exons "
+                f"{what}: transcript {tx.transcript_id} has overlapping or abutting exons "
                 f"{s1}-{e1} and {s2}-{e2}"
             )
     if strand == "-":
@@ -663,7 +1014,7 @@ def _to_model(tx: _Transcript, scan: _GtfScan, label: str, selection: str) -> Ge
     lo, hi = min(s for s, _ in ordered), max(e for _, e in ordered)
     if tx.cds_lo is not None and tx.cds_hi is not None and not lo <= tx.cds_lo <= tx.cds_hi <= hi:
         raise AnnotationError(
-            f"GTF {label}: transcript {tx.transcript_id} has CDS {tx.cds_lo}-{tx.cds_hi} "
+            f"{what}: transcript {tx.transcript_id} has CDS {tx.cds_lo}-{tx.cds_hi} "
             f"outside its exons {lo}-{hi}"
         )
     return GeneModel(
@@ -675,7 +1026,7 @@ def _to_model(tx: _Transcript, scan: _GtfScan, label: str, selection: str) -> Ge
         exons=exons,
         cds_start=tx.cds_lo,
         cds_end=tx.cds_hi,
-        source=f"GTF {label} (gene_id {tx.gene_id or '?'})",
+        source=f"{what} (gene_id {tx.gene_id or '?'})",
         selection=selection,
         known_events=(),
     )
@@ -721,3 +1072,95 @@ def check_model_against_header(model: GeneModel, header_lengths: Mapping[str, in
     if build != model.build:
         resolved = dataclasses.replace(resolved, build=build)
     return resolved
+
+
+# --- model vs reference and reads: an annotation of another build ---------------------------------
+
+# Splice-site dinucleotides (donor-acceptor, transcript strand): GT-AG, GC-AG, AT-AC cover >99.9 %
+# of human introns (Burset et al. 2000, Nucleic Acids Res 28:4364; Sibley et al. 2016, Nat Rev
+# Genet 17:407). As read on the + strand, a - strand intron shows the reverse complements.
+_CANONICAL_MOTIFS = {"+": {"GT-AG", "GC-AG", "AT-AC"}, "-": {"CT-AC", "CT-GC", "GT-AT"}}
+MIN_MOTIF_INTRONS = 3  # introns with known bases at both ends before the motifs decide
+MIN_SHIFTED_INTRONS = 3  # model introns found at one common offset before the reads decide
+
+
+def check_splice_motifs(
+    model: GeneModel, fetch: Callable[[int, int], str], annotation: str, reference: str
+) -> tuple[int, int]:
+    """Refuse a model whose introns do not start and end like introns in the reference.
+
+    ``fetch(start0, end0)``: reference bases, 0-based half-open. Introns with an N at either
+    end are not counted. With at least MIN_MOTIF_INTRONS counted and fewer than half of them
+    canonical (GT-AG, GC-AG, AT-AC), the annotation's coordinates are of another build than the
+    reference (and the BAM, which check_reference matched to it): AnnotationError. Returns
+    (canonical, counted).
+    """
+    canonical = counted = 0
+    found: list[str] = []
+    for intron in model.introns():
+        left = fetch(intron.start - 1, intron.start + 1)
+        right = fetch(intron.end - 2, intron.end)
+        motif = f"{left}-{right}"
+        if len(motif) != 5 or any(base not in "ACGT" for base in left + right):
+            continue
+        counted += 1
+        canonical += motif in _CANONICAL_MOTIFS[model.strand]
+        found.append(motif)
+    if counted >= MIN_MOTIF_INTRONS and 2 * canonical < counted:
+        shown = ", ".join(dict.fromkeys(found[:8]))
+        raise AnnotationError(
+            f"{annotation}: {model.gene} {model.transcript}: {counted - canonical} of {counted} "
+            f"introns lack a GT-AG/GC-AG/AT-AC splice motif in {reference} (expected nearly "
+            f"all; {model.strand} strand, + strand bases found: {shown}): the annotation's "
+            "coordinates are of another build than the reference and BAM; give the annotation "
+            "of their build"
+        )
+    return canonical, counted
+
+
+def check_junctions_fit_model(
+    model: GeneModel, junctions: Iterable[tuple[int, int, int]], annotation: str, bam: str
+) -> str | None:
+    """Refuse a model whose introns the reads use only at one constant shift; warn-text when
+    the reads splice inside the gene but never at its introns.
+
+    ``junctions``: (first intron base, last intron base, reads), 1-based inclusive. A liftover
+    between builds moves a gene by one offset, so a model of the other build meets reads whose
+    junctions have its intron lengths, all moved by that offset: at least MIN_SHIFTED_INTRONS
+    model introns found at one offset != 0 and none in place raises AnnotationError. Returns a
+    warning (or None) when >= 20 spliced reads lie inside the gene and none at its introns:
+    weaker evidence (an unexpressed gene beside a spliced neighbour looks the same).
+    """
+    introns = model.introns()
+    in_place = {(i.start, i.end) for i in introns}
+    lo, hi = model.span
+    rows = [(s, e, n) for s, e, n in junctions if n > 0]
+    if any((s, e) in in_place for s, e, _ in rows):
+        return None
+    by_length: dict[int, list[Intron]] = {}
+    for intron in introns:
+        by_length.setdefault(intron.length, []).append(intron)
+    shifted: dict[int, set[int]] = {}
+    reads_at: dict[int, int] = {}
+    for s, e, n in rows:
+        for intron in by_length.get(e - s + 1, ()):
+            offset = s - intron.start
+            shifted.setdefault(offset, set()).add(intron.number)
+            reads_at[offset] = reads_at.get(offset, 0) + n
+    if shifted:
+        offset, hit = max(shifted.items(), key=lambda kv: (len(kv[1]), reads_at[kv[0]]))
+        if offset != 0 and len(hit) >= MIN_SHIFTED_INTRONS:
+            raise AnnotationError(
+                f"{annotation}: {model.gene} {model.transcript}: the reads of {bam} splice at "
+                f"none of its {len(introns)} introns in place, but at {len(hit)} of them shifted "
+                f"by {offset:+d} bp ({reads_at[offset]} reads): the annotation's coordinates "
+                "are of another build than the BAM; give the annotation of the BAM's build"
+            )
+    inside = sum(n for s, e, n in rows if lo <= s and e <= hi)
+    if inside >= 20 and introns:
+        return (
+            f"{annotation}: none of the {inside} spliced reads of {bam} inside {model.gene} "
+            f"({model.contig}:{lo}-{hi}) splices at one of its {len(introns)} introns: is the "
+            "annotation of the BAM's build?"
+        )
+    return None

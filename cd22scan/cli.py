@@ -35,7 +35,13 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
         choices=["auto", "GRCh38", "GRCh37"],
         help="genome build of the built-in model; auto = from the BAM header (default)",
     )
-    g.add_argument("--gtf", help="GTF (plain or .gz) to take the gene model from")
+    g.add_argument(
+        "--gtf",
+        "--annotation",
+        dest="gtf",
+        metavar="FILE",
+        help="GTF or GFF3 (plain or .gz; told by content) to take the gene model from",
+    )
     g.add_argument(
         "--transcript",
         help="transcript id in the GTF (default: MANE Select > Ensembl canonical > longest CDS)",
@@ -189,7 +195,7 @@ def thresholds_from_namespace(args: argparse.Namespace):
     )
 
 
-def _load_or_scan(path: str, args: argparse.Namespace):
+def _load_or_scan(path: str, args: argparse.Namespace, model=None):
     from pathlib import Path
 
     from cd22scan.scandir import load_scan
@@ -197,7 +203,7 @@ def _load_or_scan(path: str, args: argparse.Namespace):
 
     if Path(path).is_dir():
         return load_scan(path)
-    return scan(path, _params_from_args(args))
+    return scan(path, _params_from_args(args), model=model)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -205,10 +211,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     from cd22scan.compare import compare_samples
     from cd22scan.outputs import prepare_out_dir, write_scan, write_table
+    from cd22scan.scanner import load_target
 
     out = prepare_out_dir(args.out)
-    baseline = _load_or_scan(args.baseline, args)
-    relapse = _load_or_scan(args.relapse, args)
+    given = (args.baseline, args.relapse)
+    # One parse of the GTF for both BAMs; scan directories carry their own model.
+    model = None if all(Path(p).is_dir() for p in given) else load_target(_params_from_args(args))
+    baseline = _load_or_scan(args.baseline, args, model)
+    relapse = _load_or_scan(args.relapse, args, model)
     if baseline.sample == relapse.sample:
         from cd22scan.errors import UsageError
 

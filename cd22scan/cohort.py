@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import polars as pl
 
+from cd22scan.annotation import GeneModel
 from cd22scan.compare import Comparison, Thresholds, compare_samples
 from cd22scan.console import progress, setup_worker
 from cd22scan.errors import Cd22scanError, InputError
@@ -27,7 +28,7 @@ from cd22scan.multiqc import sample_metrics, write_multiqc_files
 from cd22scan.outputs import prepare_out_dir, write_json, write_scan, write_table
 from cd22scan.report_html import write_cohort_report, write_pair_report
 from cd22scan.scandir import load_scan
-from cd22scan.scanner import ScanParams, ScanResult, scan
+from cd22scan.scanner import ScanParams, ScanResult, load_target, scan
 from cd22scan.vcf_outputs import write_pair_vcf
 
 log = logging.getLogger("cd22scan")
@@ -104,7 +105,9 @@ def read_sample_sheet(path: str | Path) -> list[SheetRow]:
     return rows
 
 
-def _scan_one(row: SheetRow, params: ScanParams, scans_dir: Path) -> ScanResult:
+def _scan_one(
+    row: SheetRow, params: ScanParams, scans_dir: Path, model: GeneModel | None
+) -> ScanResult:
     if row.path.is_dir():
         return load_scan(row.path, row.sample)
     sample_params = replace(
@@ -112,15 +115,18 @@ def _scan_one(row: SheetRow, params: ScanParams, scans_dir: Path) -> ScanResult:
         sample=row.sample,
         reference=str(row.reference) if row.reference else params.reference,
     )
-    result = scan(str(row.path), sample_params)
+    result = scan(str(row.path), sample_params, model=model)
     write_scan(result, scans_dir)
     return result
 
 
-def _scan_worker(row: SheetRow, params: ScanParams, scans_dir: Path) -> tuple[str, str | None]:
-    """Runs in a worker process: scan, write, return (sample, error message or None)."""
+def _scan_worker(
+    row: SheetRow, params: ScanParams, scans_dir: Path, model: GeneModel | None
+) -> tuple[str, str | None]:
+    """Runs in a worker process: scan, write, return (sample, error message or None).
+    ``model``: the GTF's model parsed once in the parent (None for a built-in model)."""
     try:
-        _scan_one(row, params, scans_dir)
+        _scan_one(row, params, scans_dir, model)
         return row.sample, None
     except Cd22scanError as exc:
         return row.sample, str(exc)
@@ -166,9 +172,12 @@ def scan_all(
     todo = [r for r in rows if not r.path.is_dir()]
     if not todo:
         return
+    # The GTF is parsed here, once, and the model handed to every worker (a full GENCODE GTF
+    # takes seconds to parse); scan directories carry their model, so nothing re-reads it.
+    model = load_target(params)
     errors: list[str] = []
     with progress("samples scanned", unit=" samples", total=len(todo)) as bar:
-        tasks = [(row, params, scans_dir) for row in todo]
+        tasks = [(row, params, scans_dir, model) for row in todo]
         # Counted here: a bar not shown (no terminal, as in a pipeline's log) counts nothing.
         for done, (_, (sample, error)) in enumerate(_each_done(pool, _scan_worker, tasks), 1):
             bar.update(1)

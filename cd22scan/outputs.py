@@ -153,8 +153,9 @@ def staged_outputs(out_dir: Path, last: str) -> Iterator[Path]:
 
 def write_scan(result: Any, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Write NAME.exons, .junctions, .introns, .indels (each .tsv and .parquet), .bases.parquet,
-    .junctions.bed, .variants.vcf.gz (+ .tbi) and NAME.summary.json (last) into ``out_dir``,
-    all or none."""
+    .junctions.bed, .variants.vcf.gz (+ .tbi), NAME.model.json (the gene model used) and
+    NAME.summary.json (last) into ``out_dir``, all or none."""
+    from cd22scan.annotation import model_to_json
     from cd22scan.formats import write_junctions_bed12
     from cd22scan.vcf_outputs import write_scan_vcf
 
@@ -168,6 +169,7 @@ def write_scan(result: Any, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
         "bases": f"{name}.bases.parquet",
         "junctions_bed": f"{name}.junctions.bed",
         "vcf": f"{name}.variants.vcf.gz",
+        "model": f"{name}.model.json",
         "summary": f"{name}.summary.json",
     }
     with staged_outputs(path, files["summary"]) as stage:
@@ -176,6 +178,8 @@ def write_scan(result: Any, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
         write_parquet(result.bases, stage / files["bases"])
         write_junctions_bed12(result.junctions, stage / files["junctions_bed"])
         write_scan_vcf(result, stage / files["vcf"])
+        # The model makes the directory self-contained: load_scan never re-reads the GTF.
+        write_json(model_to_json(result.model), stage / files["model"])
         # The summary goes last: its presence marks a complete scan directory.
         write_json(result.summary, stage / files["summary"])
     return {key: path / file for key, file in files.items()}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import polars as pl
 
-from cd22scan.annotation import GeneModel, builtin_model, load_gtf
-from cd22scan.errors import InputError
+from cd22scan.annotation import GeneModel, builtin_model, load_gtf, model_from_json
+from cd22scan.errors import AnnotationError, InputError
 from cd22scan.scanner import ScanResult
 from cd22scan.tables import EXON_SCHEMA, INDEL_SCHEMA, INTRON_SCHEMA, JUNCTION_SCHEMA
 
@@ -29,7 +29,30 @@ def find_samples(directory: str | Path) -> list[str]:
     return sorted(p.name[: -len(".summary.json")] for p in Path(directory).glob("*.summary.json"))
 
 
+def _model_from_file(path: Path, summary: dict) -> GeneModel:
+    """The gene model the scan used, from NAME.model.json (written since model schema 1)."""
+    try:
+        model = model_from_json(json.loads(path.read_text(encoding="utf-8")), str(path))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read gene model ({exc})") from None
+    except AnnotationError as exc:
+        raise InputError(str(exc)) from None
+    if (model.gene, model.transcript, model.contig) != (
+        summary.get("gene"),
+        summary.get("transcript"),
+        summary.get("contig"),
+    ):
+        raise InputError(
+            f"{path}: model {model.gene} {model.transcript} on {model.contig} does not match "
+            f"the summary ({summary.get('gene')} {summary.get('transcript')} on "
+            f"{summary.get('contig')})"
+        )
+    return model
+
+
 def _model_from_summary(summary: dict, where: Path) -> GeneModel:
+    """Scan directories written before NAME.model.json existed: rebuild the model from the GTF
+    (or built-in table) the summary names, as then."""
     params = summary.get("parameters", {})
     gtf = params.get("gtf")
     if gtf:
@@ -76,7 +99,11 @@ def load_scan(directory: str | Path, sample: str | None = None) -> ScanResult:
         bases = pl.read_parquet(bases_path)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise InputError(f"{bases_path}: cannot read table ({exc})") from None
-    model = _model_from_summary(summary, summary_path)
+    model_path = directory / f"{sample}.model.json"
+    if model_path.exists():
+        model = _model_from_file(model_path, summary)
+    else:
+        model = _model_from_summary(summary, summary_path)
     return ScanResult(
         sample=sample,
         model=model,

@@ -20,7 +20,9 @@ from cd22scan.annotation import (
     GeneModel,
     builtin_genes,
     builtin_model,
+    check_junctions_fit_model,
     check_model_against_header,
+    check_splice_motifs,
     load_gtf,
 )
 from cd22scan.console import progress
@@ -88,10 +90,15 @@ class ScanResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def choose_model(params: ScanParams, source: AlignmentSource) -> GeneModel:
-    """The gene model in the BAM's own contig naming, refusing build mismatches."""
+def choose_model(
+    params: ScanParams, source: AlignmentSource, loaded: GeneModel | None = None
+) -> GeneModel:
+    """The gene model in the BAM's own contig naming, refusing build mismatches.
+
+    ``loaded``: the model of ``params.gtf`` already parsed (by ``load_target``), so that a
+    cohort parses its GTF once, not once per sample."""
     try:
-        return _choose_model(params, source)
+        return _choose_model(params, source, loaded)
     except AnnotationError as exc:
         # Model-vs-header messages say "the BAM header"; name which file that is.
         message = str(exc)
@@ -100,9 +107,19 @@ def choose_model(params: ScanParams, source: AlignmentSource) -> GeneModel:
         raise AnnotationError(message) from None
 
 
-def _choose_model(params: ScanParams, source: AlignmentSource) -> GeneModel:
+def load_target(params: ScanParams) -> GeneModel | None:
+    """The model of ``params.gtf`` (parsed here, once), or None for a built-in model, whose
+    build is told per BAM header."""
+    if not params.gtf:
+        return None
+    return load_gtf(params.gtf, params.gene, params.transcript)
+
+
+def _choose_model(
+    params: ScanParams, source: AlignmentSource, loaded: GeneModel | None
+) -> GeneModel:
     if params.gtf:
-        model = load_gtf(params.gtf, params.gene, params.transcript)
+        model = loaded or load_gtf(params.gtf, params.gene, params.transcript)
         if params.build != "auto" and model.build and model.build != params.build:
             raise AnnotationError(
                 f"{params.gtf}: GTF says build {model.build} but --build {params.build} was given"
@@ -156,8 +173,17 @@ def reference_fetch(reference: str | None, contig: str) -> tables.RefFetch | Non
     return fetch
 
 
-def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanResult:
-    """Scan one BAM/CRAM/SAM over the target gene. Keyword overrides set ScanParams fields."""
+def scan(
+    path: str,
+    params: ScanParams | None = None,
+    *,
+    model: GeneModel | None = None,
+    **overrides: Any,
+) -> ScanResult:
+    """Scan one BAM/CRAM/SAM over the target gene. Keyword overrides set ScanParams fields.
+
+    ``model``: the model of ``params.gtf`` from ``load_target(params)``, when the caller scans
+    several BAMs with one GTF (parsed once); by default the GTF is parsed here."""
     params = params or ScanParams()
     if overrides:
         params = ScanParams(**{**params.__dict__, **overrides})
@@ -167,9 +193,15 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
         htslib_quiet(),
         open_alignments(path, params.reference, threads=params.threads) as source,
     ):
-        model = choose_model(params, source)
+        model = choose_model(params, source, model)
+        annotation = params.gtf or "built-in model"
+        fetch = None
         if params.reference is not None:
             check_reference(source, params.reference, model.contig)
+            fetch = reference_fetch(params.reference, model.contig)
+            # An annotation of the other build (e.g. cut by grep, with no header naming its
+            # build) has introns that do not start with GT and end with AG in the reference.
+            check_splice_motifs(model, fetch, annotation, params.reference)
         sample = params.sample or source.default_sample_name()
         log.debug(
             "%s: %s %s (%s) on %s, build %s", sample, model.gene, model.transcript,
@@ -229,7 +261,6 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
         fmt = source.format
         display = source.display_name
         contig_length = source.contigs[model.contig]
-    fetch = reference_fetch(params.reference, model.contig)
     strandedness = resolve_strandedness(params.strand, result.strand_evidence, model.strand)
     reference_bases = fetch(window_start0, window_end0) if fetch else ""
     exons = tables.exon_table(model, result, sample, window_start0)
@@ -237,6 +268,11 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
     introns = tables.intron_table(model, result, sample)
     bases = tables.bases_table(result, model.contig, window_start0, reference_bases)
     indels = tables.indel_table(result, model.contig, sample, fetch)
+    # Without a reference: reads that use the model's introns only shifted by one offset.
+    junction_rows = junctions.select("start", "end", "reads").iter_rows()
+    doubt = check_junctions_fit_model(model, junction_rows, annotation, display)
+    if doubt:
+        log.warning("%s", doubt)
     if result.filters["used"] == 0:
         log.warning("%s: no reads pass the filters over %s %s", display, model.gene, model.contig)
     summary = {

@@ -57,6 +57,7 @@ SCAN_SUFFIXES = (
     "junctions.bed",
     "variants.vcf.gz",
     "variants.vcf.gz.tbi",
+    "model.json",
     "summary.json",
 )
 

@@ -763,8 +763,8 @@ def test_scanning_twice_gives_identical_files(sample, tmp_path, capfd):
         assert run_cli(capfd, [*argv, *gene_args(gtf)])[0] == 0
     a, b = _outputs(tmp_path / "a"), _outputs(tmp_path / "b")
     assert (
-        sorted(a) == sorted(b) and len(a) == 13
-    )  # 4 tables x (TSV, Parquet), bases, BED, VCF+tbi, summary
+        sorted(a) == sorted(b) and len(a) == 14
+    )  # 4 tables x (TSV, Parquet), bases, BED, VCF+tbi, model, summary
     for name in a:
         if name.endswith(".summary.json"):
             sa, sb = json.loads(a[name]), json.loads(b[name])
