@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
         "one sample over the target gene; write tables to --out.",
     )
     p_scan.add_argument("bam", help="BAM, CRAM or SAM file; - for standard input")
-    p_scan.add_argument("--out", required=True, help="output directory")
+    p_scan.add_argument("-o", "--out", required=True, help="output directory")
     p_scan.add_argument("--sample", help="sample name (default: read group SM, else file stem)")
     _add_scan_options(p_scan)
     p_scan.set_defaults(func=_cmd_scan)
@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_cmp.add_argument("--baseline", required=True, help="scan directory or BAM/CRAM/SAM")
     p_cmp.add_argument("--relapse", required=True, help="scan directory or BAM/CRAM/SAM")
-    p_cmp.add_argument("--out", required=True, help="output directory")
+    p_cmp.add_argument("-o", "--out", required=True, help="output directory")
     _add_scan_options(p_cmp)
     _add_threshold_options(p_cmp)
     p_cmp.set_defaults(func=_cmd_compare)
@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
         "[, reference]), compare each patient's baseline with each relapse, write cohort tables.",
     )
     p_run.add_argument("samplesheet", help="TSV or CSV sample sheet")
-    p_run.add_argument("--out", required=True, help="output directory")
+    p_run.add_argument("-o", "--out", required=True, help="output directory")
     p_run.add_argument("--jobs", type=int, default=1, help="samples scanned in parallel [1]")
     _add_scan_options(p_run)
     _add_threshold_options(p_run)
@@ -362,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate "
         "reads over CD22 (GRCh38) with planted escape events, scan them and write the outputs.",
     )
-    p_demo.add_argument("--out", default="cd22scan_demo", help="output directory [cd22scan_demo]")
+    p_demo.add_argument("-o", "--out", default="cd22scan_demo", help="output directory [cd22scan_demo]")
     p_demo.add_argument("--seed", type=int, default=22, help="simulation seed [22]")
     p_demo.set_defaults(func=_cmd_demo)
     return parser

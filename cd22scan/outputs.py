@@ -155,7 +155,7 @@ def write_scan(result: Any, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Write NAME.exons, .junctions, .introns, .indels (each .tsv and .parquet), .bases.parquet,
     .junctions.bed, .variants.vcf.gz (+ .tbi) and NAME.summary.json (last) into ``out_dir``,
     all or none."""
-    from cd22scan.formats import write_junctions_bed12
+    from cd22scan.formats import junction_names, write_junctions_bed12
     from cd22scan.vcf_outputs import write_scan_vcf
 
     path = prepare_out_dir(out_dir)
@@ -171,8 +171,10 @@ def write_scan(result: Any, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
         "summary": f"{name}.summary.json",
     }
     with staged_outputs(path, files["summary"]) as stage:
-        for table in ("exons", "junctions", "introns", "indels"):
+        for table in ("exons", "introns", "indels"):
             write_table(getattr(result, table), stage / files[table])
+        # name = the BED12 name (ASCII, unique), label = the reports' Unicode label (Δex2).
+        write_table(junction_names(result.junctions), stage / files["junctions"])
         write_parquet(result.bases, stage / files["bases"])
         write_junctions_bed12(result.junctions, stage / files["junctions_bed"])
         write_scan_vcf(result, stage / files["vcf"])

@@ -86,16 +86,14 @@ def write_pair_vcf(
 ) -> Path:
     """The pair's mutation alleles (every ``mutation`` row of ``comparison.events``), baseline
     and relapse as sample columns (DP, AD, AF, ADF, ADR each), the test in INFO (DVAF, P, Q,
-    CALLED). SBP (strand bias) is per sample, so it is left out of a pair's INFO."""
-    alleles = comparison.mutations.with_columns(
-        pl.lit(None, dtype=pl.Float64).alias("strand_bias_p")
-    )
+    CALLED). SBP (strand bias) is per sample: FORMAT/SBP, not INFO."""
     return write_vcf(
-        alleles,
+        comparison.mutations,
         path,
         contigs=_contigs(baseline),
         sample=[comparison.baseline, comparison.relapse],
         reference=_reference(baseline),
         source_info={**_source_info(baseline), "pair": comparison.pair},
         extra_info=PAIR_INFO_FIELDS,
+        sample_sbp=True,
     )
