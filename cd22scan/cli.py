@@ -17,6 +17,20 @@ from cd22scan.errors import Cd22scanError, UsageError
 log = logging.getLogger("cd22scan")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: cd22scan, pysam and htslib versions (pysam is imported only here)."""
+
+    def __init__(self, option_strings: Sequence[str], version: str, dest: str = "version",
+                 **kwargs: object) -> None:  # fmt: skip
+        super().__init__(option_strings, dest=argparse.SUPPRESS, nargs=0, help="print versions")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[override]
+        from cd22scan.console import version_text
+
+        print(version_text())
+        parser.exit()
+
+
 def _flag_mask(text: str) -> int:
     try:
         return int(text, 0)
@@ -281,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find how leukemia escapes CAR T cells: antigen loss, mutation and aberrant "
         "splicing of CD22 (or any gene) in BAM/CRAM files.",
     )
-    parser.add_argument("--version", action="version", version=f"cd22scan {__version__}")
+    parser.add_argument("--version", action=_VersionAction, version=__version__)
     _verbosity_options(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -362,7 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate "
         "reads over CD22 (GRCh38) with planted escape events, scan them and write the outputs.",
     )
-    p_demo.add_argument("-o", "--out", default="cd22scan_demo", help="output directory [cd22scan_demo]")
+    p_demo.add_argument(
+        "-o", "--out", default="cd22scan_demo", help="output directory [cd22scan_demo]"
+    )
     p_demo.add_argument("--seed", type=int, default=22, help="simulation seed [22]")
     p_demo.set_defaults(func=_cmd_demo)
     return parser
