@@ -29,8 +29,8 @@ Tests, per ``event_type`` (effects are relapse − baseline, or log2 relapse / b
   BCV²; share = the baseline's share of the two library sizes). values = CPM.
 * ``exon_loss`` (feature ``exon k``): the exon's fragments as a share of the gene's fragments,
   so a uniform drop in expression is not an exon loss. effect = log2 fold change of that share;
-  p = beta-binomial (rho = ``dispersion``) on exon fragments of gene fragments. values = the
-  exon's relative coverage (``splicing.expression``).
+  p = beta-binomial (rho = ``dispersion``) on exon fragments of gene fragments. values = that
+  share (0-1) in each sample; an exon with no fragment in either sample has effect and p null.
 * ``exon_skipping`` (feature ``Δex2``, ``Δex5-6``): the skipping junction's share of its donor
   exon's splicing, reads / (reads + canonical reads of the donor → donor + 1 junction)
   (``donor_share`` of ``splicing.skipping_events``). This share, rather than exon PSI, is used
