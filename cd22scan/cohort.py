@@ -350,7 +350,9 @@ def write_cohort_outputs(
     )
     written["report"] = write_cohort_report(out)
     written["multiqc"] = out
-    write_multiqc_files(out, all_verdicts, [sample_metrics(result) for result in scans])
+    all_events = pl.concat(events, how="diagonal_relaxed") if events else pl.DataFrame()
+    metrics = [sample_metrics(result) for result in scans]
+    write_multiqc_files(out, all_verdicts, metrics, all_events)
     for line in summary["text"].to_list():
         log.info("%s", line)
     return written

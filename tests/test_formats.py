@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -300,7 +301,8 @@ def cohort_out(tmp_path_factory):
     run_cohort(sheet, out, ScanParams(gtf=str(gtf), gene="SMALL"))
     verdicts = pl.read_csv(out / "cohort_verdicts.tsv", separator="\t")
     per_sample = [sample_metrics(load_scan(out / "scans", s[1])) for s in specs]
-    written = write_multiqc_files(out / "multiqc", verdicts, per_sample)
+    events = pl.read_csv(out / "cohort_events.tsv", separator="\t", infer_schema_length=None)
+    written = write_multiqc_files(out / "multiqc", verdicts, per_sample, events)
     return out, verdicts, per_sample, written
 
 
@@ -339,6 +341,17 @@ def test_multiqc_finds_the_custom_content(cohort_out, tmp_path):
     data_dir = report / "multiqc_data"
     general = (data_dir / "multiqc_general_stats.txt").read_text()
     assert "P1_rel" in general and "skip_dex2" in general
+    # The verdict table shows every verdict column by default (none hidden, none left out).
+    page = (report / "multiqc_report.html").read_text(encoding="utf-8")
+    start = page.index('id="cd22scan_verdicts_table_table"')
+    head = page[start : page.index("</thead>", start)]
+    shown = {
+        m.group(1): m.group(2) for m in re.finditer(r'<th id="header_(\w+)" class="([^"]*)"', head)
+    }
+    for column in ("patient", "baseline", "relapse", "antigen_loss", "aberrant_splicing"):
+        assert column in shown and "hidden" not in shown[column], (column, shown)
+    for column in ("mutation", "n_called", "verdict"):
+        assert column in shown and "hidden" not in shown[column], (column, shown)
     data = json.loads((data_dir / "multiqc_data.json").read_text())
     text = json.dumps(data)
     assert "cd22scan_verdicts" in text
@@ -351,6 +364,31 @@ def test_multiqc_finds_the_custom_content(cohort_out, tmp_path):
     assert float(rows["P1_base"]["skip_dex2"]) == 0.0
     assert int(float(rows["P1_rel"]["escape_events"])) >= 1
     assert int(float(rows["P1_base"]["fragments_on_gene"])) > 500
+
+
+def test_multiqc_escape_calls_count_escape_evidence_only():
+    """A called event that is no escape evidence (skipping going down, a silent mutation) is
+    not an escape call; the verdict's n_called counts it, Escape calls does not."""
+    verdicts = pl.DataFrame(
+        {"pair": ["B_vs_R"], "patient": ["P"], "baseline": ["B"], "relapse": ["R"],
+         "antigen_loss": [False], "aberrant_splicing": [True], "mutation": [False],
+         "n_called": [3], "verdict": ["aberrant splicing"]}
+    )  # fmt: skip
+    events = pl.DataFrame(
+        {
+            "relapse": ["R"] * 4,
+            "event_type": ["exon_skipping", "exon_skipping", "mutation", "intron_retention"],
+            "called": [True, True, True, False],
+            "direction": ["up", "down", "up", "up"],
+            "consequence": [None, None, "synonymous_variant", None],
+        }
+    )
+    from cd22scan.multiqc import _general_stats
+
+    stats = _general_stats(verdicts, [{"sample": "B"}, {"sample": "R"}], events)
+    assert stats["data"]["R"]["escape_events"] == 1
+    assert "escape_events" not in stats["data"]["B"]
+    assert "escape evidence" in stats["headers"]["escape_events"]["description"]
 
 
 def test_junction_bed12_handmade_rows(tmp_path):
