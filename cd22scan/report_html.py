@@ -66,7 +66,8 @@ figcaption { font-size: 0.9em; color: #444; margin-top: 4px; }
 svg { display: block; width: 100%; height: auto; background: #fff; }
 .table-wrap { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.85em; width: 100%; }
-th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: left; overflow-wrap: anywhere; }
+th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: left; overflow-wrap: break-word; }
+th { white-space: nowrap; }
 th { background: #f3f3f3; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.called td { background: #fdecea; font-weight: 600; }
@@ -367,8 +368,16 @@ def _sashimi_panel(
     # junction arcs hang below the exon boxes
     arc_top = exon_y + exon_h
     junctions = result.junctions
+    lo, hi = axis.segments[0].start, axis.segments[-1].end
     rows = (
-        [r for r in junctions.iter_rows(named=True) if (r["reads"] or 0) >= MIN_ARC_READS]
+        [
+            r
+            for r in junctions.iter_rows(named=True)
+            # An arc needs an end inside the drawn gene: a junction wholly outside it (another
+            # gene in the window) would be drawn as a zero-width arc piled at an edge.
+            if (r["reads"] or 0) >= MIN_ARC_READS
+            and (lo <= r["start"] <= hi or lo <= r["end"] <= hi)
+        ]
         if junctions is not None and junctions.height
         else []
     )

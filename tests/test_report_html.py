@@ -321,6 +321,8 @@ def _crowded(result):
                 "acceptor_exon": None,
             }
         )
+    # A junction wholly outside the gene (another gene in the window): no arc, no label.
+    extra.append({**extra[-1], "start": 100, "end": 400, "reads": 777})
     frame = pl.DataFrame(extra, schema=result.junctions.schema, orient="row")
     return dataclasses.replace(result, junctions=pl.concat([result.junctions, frame]))
 
@@ -335,6 +337,7 @@ def test_chromium_layout_labels_axes_and_no_sideways_scroll(pair, tmp_path, widt
     assert m["scrollWidth"] <= m["clientWidth"], (m["scrollWidth"], m["clientWidth"])
     labels = m["labels"]
     assert sum("Δex2" in lab["text"] for lab in labels) >= 6  # the crowded skipping arcs
+    assert not [lab for lab in labels if "777" in lab["text"]]  # outside the gene: not drawn
     for i, a in enumerate(labels):
         for b in labels[i + 1 :]:
             assert not _overlaps(a["box"], b["box"]), (a, b)
