@@ -51,6 +51,12 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--gtf", help="GTF (plain or .gz) to take the gene model from")
     g.add_argument(
+        "--region",
+        metavar="CHR:START-END",
+        help="scan this window (1-based inclusive, as samtools) instead of a gene: one "
+        "pseudo-exon over it, named CHR:START-END; --gene/--gtf/--transcript are not used",
+    )
+    g.add_argument(
         "--transcript",
         help="transcript id in the GTF (default: MANE Select > Ensembl canonical > longest CDS)",
     )
@@ -122,6 +128,7 @@ def _params_from_args(args: argparse.Namespace):
         stream=args.stream,
         padding=args.padding,
         threads=args.threads,
+        region=args.region,
     )
 
 

@@ -32,7 +32,11 @@ def find_samples(directory: str | Path) -> list[str]:
 def _model_from_summary(summary: dict, where: Path) -> GeneModel:
     params = summary.get("parameters", {})
     gtf = params.get("gtf")
-    if gtf:
+    if params.get("region"):  # scanned with --region: the pseudo-gene again
+        from cd22scan.scanner import region_model
+
+        model = region_model(params["region"])
+    elif gtf:
         model = load_gtf(gtf, summary["gene"], summary["transcript"])
     else:
         model = builtin_model(summary["gene"], summary["build"])

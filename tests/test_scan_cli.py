@@ -398,3 +398,27 @@ def test_version_names_cd22scan_pysam_and_htslib(capsys):
     assert text.startswith("cd22scan ")
     assert f"pysam {pysam.__version__}" in text
     assert f"htslib {pysam.version.__htslib_version__}" in text
+
+
+def test_region_scans_a_window_as_one_pseudo_exon(small_plus, tmp_path, capsys):
+    """--region chr:start-end: one exon over the window; its fragments equal the gene scan's
+    count of the exon with the same coordinates (same definition: an aligned base inside)."""
+    sim, gtf = small_plus
+    gene_scan = scan(str(sim.bam), gtf=str(gtf), gene="SMALL")
+    exon2 = gene_scan.exons.filter(pl.col("exon") == 2).row(0, named=True)
+    region = f"{exon2['contig']}:{exon2['start']:,}-{exon2['end']}"
+    assert _run(["scan", sim.bam, "--region", region, "-o", tmp_path / "r"]) == 0
+    exons = pl.read_csv(next((tmp_path / "r").glob("*.exons.tsv")), separator="\t")
+    assert exons.height == 1
+    row = exons.row(0, named=True)
+    assert (row["start"], row["end"]) == (exon2["start"], exon2["end"])
+    assert row["gene"] == f"{exon2['contig']}:{exon2['start']}-{exon2['end']}"
+    assert row["fragments"] == exon2["fragments"] > 0
+    from cd22scan.scandir import load_scan
+
+    loaded = load_scan(tmp_path / "r")  # compare reads a region scan back
+    assert loaded.model.gene == row["gene"] and loaded.model.transcript == "region"
+    capsys.readouterr()
+    for bad in ("chrT:200-100", "chrT", "chrT:x-10"):
+        assert _run(["scan", sim.bam, "--region", bad, "-o", tmp_path / "bad"]) == 64
+        assert "--region" in capsys.readouterr().err
