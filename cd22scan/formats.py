@@ -380,16 +380,19 @@ def write_junctions_bed12(
     ``novel_START-END``; unique in the file, the key into the TSV's ``name`` column, whose
     ``reads`` is exact); score = reads capped at 1000 (BED limit); itemRgb red for skipping, blue
     for annotated, orange for other junctions; sorted by contig, chromStart and chromEnd (what
-    ``tabix -p bed`` and ``bedtools`` require).
+    ``tabix -p bed`` and ``bedtools`` require). The first line is a ``#`` comment saying so
+    (no UCSC track line, which tabix reports as an unparsable record).
     """
     final = Path(path)
     samples = junctions["sample"].unique().to_list() if "sample" in junctions.columns else []
     name = samples[0] if len(samples) == 1 else "cd22scan"
-    track = (
-        f'track name="{name}_junctions" description="{name} splice junctions (cd22scan; '
-        f'score = min(reads, 1000))" itemRgb="On"'
+    # A '#' comment, not a UCSC "track" line: tabix -p bed reports a track line as an error
+    # ("Failed to parse TBX_GENERIC"); '#' lines are skipped by tabix, bedtools and IGV.
+    comment = (
+        f"# {name} splice junctions (cd22scan): name = junction (the TSV's name column), "
+        "score = min(reads, 1000), itemRgb red = exon skipping, blue = annotated, orange = other"
     )
-    lines = [track, *_bed_lines(junctions, min_reads)]
+    lines = [comment, *_bed_lines(junctions, min_reads)]
     try:
         with atomic_path(final) as tmp:
             tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")

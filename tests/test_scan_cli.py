@@ -249,7 +249,7 @@ def test_scan_writes_bed12_and_workflow_path_is_printed(small_plus, tmp_path, ca
     )
     bed = (tmp_path / "P1_relapse.junctions.bed").read_text().splitlines()
     junctions = pl.read_csv(tmp_path / "P1_relapse.junctions.tsv", separator="\t")
-    assert bed[0].startswith("track") and len(bed) - 1 == junctions.height
+    assert bed[0].startswith("# ") and len(bed) - 1 == junctions.height
     capsys.readouterr()
     assert main(["workflow", "path"]) == 0
     path = capsys.readouterr().out.strip()
