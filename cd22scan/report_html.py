@@ -50,7 +50,7 @@ MECHANISMS = (
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
-       margin: 24px auto; max-width: 1060px; padding: 0 16px; box-sizing: border-box;
+       margin: 24px auto; max-width: 1280px; padding: 0 16px; box-sizing: border-box;
        color: #222; }
 h1 { font-size: 1.5em; margin-bottom: 0.2em; }
 h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
