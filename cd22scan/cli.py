@@ -17,6 +17,20 @@ from cd22scan.errors import Cd22scanError, UsageError
 log = logging.getLogger("cd22scan")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: cd22scan, pysam and htslib versions (pysam is imported only here)."""
+
+    def __init__(self, option_strings: Sequence[str], version: str, dest: str = "version",
+                 **kwargs: object) -> None:  # fmt: skip
+        super().__init__(option_strings, dest=argparse.SUPPRESS, nargs=0, help="print versions")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[override]
+        from cd22scan.console import version_text
+
+        print(version_text())
+        parser.exit()
+
+
 def _flag_mask(text: str) -> int:
     try:
         return int(text, 0)
@@ -41,6 +55,12 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
         dest="gtf",
         metavar="FILE",
         help="GTF or GFF3 (plain or .gz; told by content) to take the gene model from",
+    )
+    g.add_argument(
+        "--region",
+        metavar="CHR:START-END",
+        help="scan this window (1-based inclusive, as samtools) instead of a gene: one "
+        "pseudo-exon over it, named CHR:START-END; --gene/--gtf/--transcript are not used",
     )
     g.add_argument(
         "--transcript",
@@ -83,7 +103,13 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
         "--stream", action="store_true", help="read the whole file even if it has an index"
     )
     r.add_argument("--padding", type=int, default=500, help="bases read beyond the gene [500]")
-    r.add_argument("--threads", type=int, default=1, help="htslib decompression threads [1]")
+    r.add_argument(
+        "-@",
+        "--threads",
+        type=int,
+        default=1,
+        help="htslib decompression threads, as samtools -@ [1]",
+    )
 
 
 def _params_from_args(args: argparse.Namespace):
@@ -108,15 +134,40 @@ def _params_from_args(args: argparse.Namespace):
         stream=args.stream,
         padding=args.padding,
         threads=args.threads,
+        region=args.region,
     )
 
 
+SCAN_TABLES = ("exons", "junctions", "introns", "indels")
+
+
 def _cmd_scan(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from cd22scan.outputs import check_out_dir, write_scan
     from cd22scan.scanner import scan
 
-    check_out_dir(args.out)  # before the scan, which can take a while
+    to_stdout = args.out == "-"
+    if to_stdout and not args.table:
+        raise UsageError(
+            "-o - (standard output) needs --table NAME: scan writes several files, and one table "
+            f"({', '.join(SCAN_TABLES)}) goes to standard output"
+        )
+    if args.table and not to_stdout:
+        raise UsageError("--table NAME writes one table to standard output: use it with -o -")
+    if not to_stdout:
+        check_out_dir(args.out)  # before the scan, which can take a while
     result = scan(args.bam, _params_from_args(args))
+    _note_no_reference([result])
+    if to_stdout:
+        _table_to_stdout(result, args.table)
+        return 0
+    existing = Path(args.out) / f"{result.sample}.summary.json"
+    if args.bam == "-" and args.sample is None and existing.is_file():
+        raise UsageError(
+            f"{args.out}: already holds a scan of sample {result.sample!r} ({existing.name}); "
+            "name this scan of standard input with --sample NAME"
+        )
     written = write_scan(result, args.out)
     s = result.summary
     log.info(
@@ -130,6 +181,25 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         written["summary"].parent,
     )
     return 0
+
+
+def _note_no_reference(results) -> None:
+    """Say once per command that a scan without --reference has no coding consequences."""
+    from cd22scan.vcf_outputs import NO_REFERENCE_NOTE
+
+    if any(not (r.summary.get("parameters") or {}).get("reference") for r in results):
+        log.info("%s", NO_REFERENCE_NOTE)
+
+
+def _table_to_stdout(result, table: str) -> None:
+    """One scan table as TSV on standard output, as the folder's NAME.TABLE.tsv would hold it."""
+    from cd22scan.formats import junction_names
+
+    frame = getattr(result, table)
+    if table == "junctions":
+        frame = junction_names(frame)
+    sys.stdout.write(frame.write_csv(separator="\t", null_value=""))
+    sys.stdout.flush()
 
 
 def _add_threshold_options(p: argparse.ArgumentParser) -> None:
@@ -195,36 +265,88 @@ def thresholds_from_namespace(args: argparse.Namespace):
     )
 
 
-def _load_or_scan(path: str, args: argparse.Namespace, model=None):
+def _load_or_scan(
+    path: str,
+    args: argparse.Namespace,
+    sample: str | None = None,
+    role: str = "",
+    model=None,
+):
+    """A compare input: a scan `scan` or `run` wrote — its folder (``OUT`` or ``OUT/scans``, with
+    ``sample`` when it holds several), ``FOLDER/NAME`` (the sample's file prefix) or
+    ``FOLDER/NAME.summary.json`` — or a BAM/CRAM/SAM, scanned first (named ``sample`` if given)."""
+    import dataclasses
     from pathlib import Path
 
-    from cd22scan.scandir import load_scan
+    from cd22scan.scandir import find_samples, load_scan
     from cd22scan.scanner import scan
 
-    if Path(path).is_dir():
-        return load_scan(path)
-    return scan(path, _params_from_args(args), model=model)
+    given = Path(path)
+    option = f"--{role}-sample" if role else "--sample"
+    suffix = ".summary.json"
+    if given.name.endswith(suffix) and given.is_file():
+        name = given.name[: -len(suffix)]
+        if sample is not None and sample != name:
+            raise UsageError(f"{path}: is the scan of {name!r}, but {option} is {sample!r}")
+        return load_scan(given.parent, name)
+    if given.is_dir():
+        samples = find_samples(given)
+        if sample is None and len(samples) > 1:
+            raise UsageError(
+                f"{path}: holds the scans of {len(samples)} samples ({', '.join(samples)}); "
+                f"name one with {option} NAME, or give {path.rstrip('/')}/NAME"
+            )
+        return load_scan(given, sample)
+    prefix_summary = given.parent / f"{given.name}{suffix}"
+    if not given.exists() and prefix_summary.is_file():
+        if sample is not None and sample != given.name:
+            raise UsageError(f"{path}: is the scan of {given.name!r}, but {option} is {sample!r}")
+        return load_scan(given.parent, given.name)
+    params = _params_from_args(args)
+    if sample is not None:
+        params = dataclasses.replace(params, sample=sample)
+    return scan(path, params, model=model)
+
+
+def _is_scan(path: str) -> bool:
+    """Whether a compare input names a scan (folder, FOLDER/NAME, NAME.summary.json)."""
+    from pathlib import Path
+
+    given = Path(path)
+    if given.is_dir() or (given.name.endswith(".summary.json") and given.is_file()):
+        return True
+    return not given.exists() and (given.parent / f"{given.name}.summary.json").is_file()
+
+
+def _out_dir(args: argparse.Namespace) -> str:
+    """--out of a command that writes a folder of files: ``-`` (standard output) is refused."""
+    if args.out == "-":
+        raise UsageError(
+            f"{args.command} writes several files: -o - (standard output) is only for one table "
+            "(cd22scan scan BAM --table junctions -o -); give a folder"
+        )
+    return args.out
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from cd22scan.compare import compare_samples
     from cd22scan.outputs import prepare_out_dir, write_scan, write_table
     from cd22scan.scanner import load_target
 
-    out = prepare_out_dir(args.out)
+    out = prepare_out_dir(_out_dir(args))
     given = (args.baseline, args.relapse)
-    # One parse of the GTF for both BAMs; scan directories carry their own model.
-    model = None if all(Path(p).is_dir() for p in given) else load_target(_params_from_args(args))
-    baseline = _load_or_scan(args.baseline, args, model)
-    relapse = _load_or_scan(args.relapse, args, model)
+    # One parse of the GTF for both BAMs; scans carry their own model.
+    model = None if all(_is_scan(p) for p in given) else load_target(_params_from_args(args))
+    baseline = _load_or_scan(args.baseline, args, args.baseline_sample, "baseline", model)
+    relapse = _load_or_scan(args.relapse, args, args.relapse_sample, "relapse", model)
+    _note_no_reference([baseline, relapse])
     if baseline.sample == relapse.sample:
         from cd22scan.errors import UsageError
 
         raise UsageError(f"baseline and relapse have the same sample name {baseline.sample!r}")
     for result, given in ((baseline, args.baseline), (relapse, args.relapse)):
-        if not Path(given).is_dir():
+        if not _is_scan(given):
             write_scan(result, out / "scans")
     comparison = compare_samples(baseline, relapse, thresholds=thresholds_from_namespace(args))
     write_table(comparison.events, out / "events.tsv")
@@ -291,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find how leukemia escapes CAR T cells: antigen loss, mutation and aberrant "
         "splicing of CD22 (or any gene) in BAM/CRAM files.",
     )
-    parser.add_argument("--version", action="version", version=f"cd22scan {__version__}")
+    parser.add_argument("--version", action=_VersionAction, version=__version__)
     _verbosity_options(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -303,7 +425,17 @@ def build_parser() -> argparse.ArgumentParser:
         "one sample over the target gene; write tables to --out.",
     )
     p_scan.add_argument("bam", help="BAM, CRAM or SAM file; - for standard input")
-    p_scan.add_argument("--out", required=True, help="output directory")
+    p_scan.add_argument(
+        "-o",
+        "--out",
+        required=True,
+        help="output directory; - = standard output, for the one table --table names",
+    )
+    p_scan.add_argument(
+        "--table",
+        choices=SCAN_TABLES,
+        help="with -o -: write this table (TSV, as NAME.TABLE.tsv) to standard output only",
+    )
     p_scan.add_argument("--sample", help="sample name (default: read group SM, else file stem)")
     _add_scan_options(p_scan)
     p_scan.set_defaults(func=_cmd_scan)
@@ -316,9 +448,23 @@ def build_parser() -> argparse.ArgumentParser:
         "are scanned first); write events.tsv/.parquet, verdict.tsv, variants.vcf.gz and "
         "report.html to --out.",
     )
-    p_cmp.add_argument("--baseline", required=True, help="scan directory or BAM/CRAM/SAM")
-    p_cmp.add_argument("--relapse", required=True, help="scan directory or BAM/CRAM/SAM")
-    p_cmp.add_argument("--out", required=True, help="output directory")
+    scan_help = (
+        "a scan: its folder (OUT/scans of run), FOLDER/NAME or NAME.summary.json; or a "
+        "BAM/CRAM/SAM, scanned first"
+    )
+    p_cmp.add_argument("--baseline", required=True, help=scan_help)
+    p_cmp.add_argument("--relapse", required=True, help=scan_help)
+    p_cmp.add_argument(
+        "--baseline-sample",
+        metavar="NAME",
+        help="the baseline's sample in a folder of several scans (or the name of a scanned BAM)",
+    )
+    p_cmp.add_argument(
+        "--relapse-sample",
+        metavar="NAME",
+        help="the relapse's sample in a folder of several scans (or the name of a scanned BAM)",
+    )
+    p_cmp.add_argument("-o", "--out", required=True, help="output directory")
     _add_scan_options(p_cmp)
     _add_threshold_options(p_cmp)
     p_cmp.set_defaults(func=_cmd_compare)
@@ -331,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
         "[, reference]), compare each patient's baseline with each relapse, write cohort tables.",
     )
     p_run.add_argument("samplesheet", help="TSV or CSV sample sheet")
-    p_run.add_argument("--out", required=True, help="output directory")
+    p_run.add_argument("-o", "--out", required=True, help="output directory")
     p_run.add_argument("--jobs", type=int, default=1, help="samples scanned in parallel [1]")
     _add_scan_options(p_run)
     _add_threshold_options(p_run)
@@ -372,7 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate "
         "reads over CD22 (GRCh38) with planted escape events, scan them and write the outputs.",
     )
-    p_demo.add_argument("--out", default="cd22scan_demo", help="output directory [cd22scan_demo]")
+    p_demo.add_argument(
+        "-o", "--out", default="cd22scan_demo", help="output directory [cd22scan_demo]"
+    )
     p_demo.add_argument("--seed", type=int, default=22, help="simulation seed [22]")
     p_demo.set_defaults(func=_cmd_demo)
     return parser

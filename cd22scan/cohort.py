@@ -23,13 +23,22 @@ import polars as pl
 from cd22scan.annotation import GeneModel
 from cd22scan.compare import Comparison, Thresholds, compare_samples
 from cd22scan.console import progress, setup_worker
-from cd22scan.errors import Cd22scanError, InputError
+from cd22scan.errors import Cd22scanError, InputError, UsageError
 from cd22scan.multiqc import sample_metrics, write_multiqc_files
-from cd22scan.outputs import prepare_out_dir, write_json, write_scan, write_table
+from cd22scan.outputs import (
+    MANIFEST,
+    prepare_out_dir,
+    read_manifest,
+    scan_file_names,
+    write_json,
+    write_manifest,
+    write_scan,
+    write_table,
+)
 from cd22scan.report_html import write_cohort_report, write_pair_report
 from cd22scan.scandir import load_scan
 from cd22scan.scanner import ScanParams, ScanResult, load_target, scan
-from cd22scan.vcf_outputs import write_pair_vcf
+from cd22scan.vcf_outputs import NO_REFERENCE_NOTE, write_pair_vcf
 
 log = logging.getLogger("cd22scan")
 
@@ -358,8 +367,10 @@ def write_cohort_outputs(
         out, events, verdicts, unpaired, patients, thresholds, len(scans)
     )
     written["report"] = write_cohort_report(out)
-    written["multiqc"] = out
-    write_multiqc_files(out, all_verdicts, [sample_metrics(result) for result in scans])
+    all_events = pl.concat(events, how="diagonal_relaxed") if events else pl.DataFrame()
+    metrics = [sample_metrics(result) for result in scans]
+    for path in write_multiqc_files(out, all_verdicts, metrics, all_events):
+        written[f"multiqc:{path.name}"] = path
     for line in summary["text"].to_list():
         log.info("%s", line)
     return written
@@ -412,6 +423,9 @@ def run_cohort(
 ) -> dict[str, Path]:
     params = params or ScanParams()
     thresholds = thresholds or Thresholds()
+    if str(out_dir) == "-":
+        raise UsageError("run writes a folder of files: -o - (standard output) is not one; "
+                         "give a folder")  # fmt: skip
     rows = read_sample_sheet(sheet)
     out = prepare_out_dir(out_dir)
     scans_dir = prepare_out_dir(out / "scans")
@@ -436,4 +450,87 @@ def _scan_and_compare(
     pairs_dir = prepare_out_dir(out / "pairs")
     events, verdicts = compare_all(pairs, by_name, scans_dir, pairs_dir, thresholds, pool)
     scans = [_load(row, scans_dir) for row in rows]
-    return write_cohort_outputs(out, events, verdicts, unpaired, patients, thresholds, scans)
+    if any(not (s.summary.get("parameters") or {}).get("reference") for s in scans):
+        log.info("%s", NO_REFERENCE_NOTE)  # once per run, not per sample
+    written = write_cohort_outputs(out, events, verdicts, unpaired, patients, thresholds, scans)
+    files = run_files(out, rows, pairs, written)
+    written["manifest"] = finish_run(out, files)
+    return written
+
+
+PAIR_SUFFIXES = (
+    ".report.html",
+    ".variants.vcf.gz",
+    ".variants.vcf.gz.tbi",
+    ".events.tsv",
+    ".events.parquet",
+    ".verdict.tsv",
+    ".verdict.parquet",
+)
+
+
+def run_files(
+    out: Path, rows: list[SheetRow], pairs: list[Pair], written: dict[str, Path]
+) -> dict[Path, str]:
+    """{file: kind} of everything this run wrote or used in OUT: the scans in OUT/scans (also
+    those the sheet names there as scan folders), each pair's files, the cohort files."""
+    scans_dir, pairs_dir = out / "scans", out / "pairs"
+    files: dict[Path, str] = {}
+    for row in rows:
+        if not row.path.is_dir() or row.path.resolve() == scans_dir.resolve():
+            for name in scan_file_names(row.sample):
+                files[scans_dir / name] = "scan"
+    for pair in pairs:
+        for suffix in PAIR_SUFFIXES:
+            files[pairs_dir / f"{pair.name}{suffix}"] = "pair"
+    for key, path in written.items():
+        kind = "multiqc" if key.startswith("multiqc:") else "cohort"
+        files[path] = kind
+        if path.suffix == ".tsv" and path.with_suffix(".parquet").is_file():
+            files[path.with_suffix(".parquet")] = kind
+    return {path: kind for path, kind in files.items() if path.is_file()}
+
+
+def finish_run(out: Path, files: dict[Path, str]) -> Path:
+    """Make OUT describe this run only: remove the files an earlier run listed in its
+    manifest.tsv that this run did not write (its samples or pairs are no longer in the sheet),
+    warn about any other file in scans/ and pairs/ this run did not write (not cd22scan's to
+    delete), and write manifest.tsv (file, kind, bytes, sha256) last."""
+    current = {path.relative_to(out).as_posix() for path in files}
+    stale = [rel for rel in read_manifest(out) if rel not in current and rel != MANIFEST]
+    removed = []
+    for rel in stale:
+        path = out / rel
+        if path.is_file() and out.resolve() in path.resolve().parents:
+            path.unlink()
+            removed.append(rel)
+    if removed:
+        log.info(
+            "removed %d file(s) of an earlier run into %s that this run did not write: %s",
+            len(removed),
+            out,
+            _some(removed),
+        )
+    strays = sorted(
+        path.relative_to(out).as_posix()
+        for folder in (out / "scans", out / "pairs")
+        if folder.is_dir()
+        for path in folder.iterdir()
+        if path.is_file() and not path.name.startswith(".")
+        and path.relative_to(out).as_posix() not in current
+    )  # fmt: skip
+    if strays:
+        log.warning(
+            "%s holds %d file(s) this run did not write (not in %s; written by an earlier run "
+            "without a manifest, or by hand): %s",
+            out,
+            len(strays),
+            MANIFEST,
+            _some(strays),
+        )
+    return write_manifest(out, files)
+
+
+def _some(names: list[str], shown: int = 4) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

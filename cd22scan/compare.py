@@ -29,8 +29,8 @@ Tests, per ``event_type`` (effects are relapse − baseline, or log2 relapse / b
   BCV²; share = the baseline's share of the two library sizes). values = CPM.
 * ``exon_loss`` (feature ``exon k``): the exon's fragments as a share of the gene's fragments,
   so a uniform drop in expression is not an exon loss. effect = log2 fold change of that share;
-  p = beta-binomial (rho = ``dispersion``) on exon fragments of gene fragments. values = the
-  exon's relative coverage (``splicing.expression``).
+  p = beta-binomial (rho = ``dispersion``) on exon fragments of gene fragments. values = that
+  share (0-1) in each sample; an exon with no fragment in either sample has effect and p null.
 * ``exon_skipping`` (feature ``Δex2``, ``Δex5-6``): the skipping junction's share of its donor
   exon's splicing, reads / (reads + canonical reads of the donor → donor + 1 junction)
   (``donor_share`` of ``splicing.skipping_events``). This share, rather than exon PSI, is used
@@ -268,28 +268,34 @@ def _expression_rows(b: ScanResult, r: ScanResult, t: Thresholds) -> list[dict[s
 
 
 def _exon_rows(eb: pl.DataFrame, er: pl.DataFrame, t: Thresholds) -> list[dict[str, Any]]:
+    """exon_loss rows. baseline_value / relapse_value are in the unit of the effect: the exon's
+    fragments over the gene's fragments (0-1), and effect = log2 of their ratio (pseudocount
+    0.5). An exon with no fragment in either sample is not tested (effect and p null)."""
     rows = []
     base, rel = _by(eb, "exon"), _by(er, "exon")
     for exon in sorted(set(base) | set(rel)):
         xb, xr = base.get(exon), rel.get(exon)
         if xb is None or xr is None:
             continue
-        kb, kr = xb["fragments"], xr["fragments"]
+        kb, kr = xb["fragments"] or 0, xr["fragments"] or 0
         nb, nr = xb["gene_fragments"] or 0, xr["gene_fragments"] or 0
         if nb <= 0 or nr <= 0:
             continue
+        seen = kb > 0 or kr > 0
         rows.append(
             _row(
                 "exon_loss",
                 f"exon {exon}",
-                baseline_value=xb["relative_coverage"],
-                relapse_value=xr["relative_coverage"],
-                effect=log2_fold_change(kb, nb, kr, nr, _PSEUDOCOUNT),
+                baseline_value=_share(kb, nb),
+                relapse_value=_share(kr, nr),
+                effect=log2_fold_change(kb, nb, kr, nr, _PSEUDOCOUNT) if seen else None,
                 baseline_reads=kb,
                 relapse_reads=kr,
                 p_value=beta_binomial_two_sample_test(
                     min(kb, nb), nb, min(kr, nr), nr, t.dispersion
-                ),
+                )
+                if seen
+                else None,
             )
         )
     return rows

@@ -14,11 +14,30 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-__all__ = ["progress", "setup_logging", "setup_worker", "showing_progress"]
+__all__ = ["progress", "setup_logging", "setup_worker", "showing_progress", "version_text"]
 
 log = logging.getLogger("cd22scan")
 
 _bars_allowed = True
+
+
+def version_text() -> str:
+    """``cd22scan X (pysam Y, htslib Z)``: what ``--version`` prints and the reports name."""
+    import pysam
+    import pysam.version
+
+    from cd22scan import __version__
+
+    version = __version__
+    if version.endswith("+unknown"):  # a source tree run without installing: the built core's
+        try:
+            from cd22scan import _core
+
+            version = _core.__version__
+        except ImportError:
+            pass
+    htslib = pysam.version.__htslib_version__
+    return f"cd22scan {version} (pysam {pysam.__version__}, htslib {htslib})"
 
 
 class _BarSafeHandler(logging.Handler):

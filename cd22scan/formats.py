@@ -22,7 +22,13 @@ import pysam
 from cd22scan.errors import OutputError
 from cd22scan.outputs import atomic_path, write_json
 
-__all__ = ["write_junctions_bed12", "write_summary_json", "write_vcf"]
+__all__ = [
+    "junction_label",
+    "junction_names",
+    "write_junctions_bed12",
+    "write_summary_json",
+    "write_vcf",
+]
 
 InfoField = tuple[str, str, str, str, str]
 """An INFO field: (ID, Number, Type, Description, variant-frame column)."""
@@ -65,6 +71,9 @@ FORMAT_FIELDS: tuple[tuple[str, str, str, str], ...] = (
     ),
 )
 
+# The pair VCF's per-sample strand bias (a scan VCF has one sample and keeps it in INFO/SBP).
+SBP_FORMAT = ("SBP", "1", "Float", "Strand-bias p-value of this sample's alt reads (Fisher)")
+
 # Characters that cannot appear raw in a VCF INFO value (VCF 4.3 percent-encoding).
 _INFO_ESCAPES = {"%": "%25", ";": "%3B", "=": "%3D", ",": "%2C", " ": "%20", "\t": "%09"}
 
@@ -83,6 +92,7 @@ def _vcf_header(
     reference: str | None,
     source_info: dict[str, Any],
     info_fields: Sequence[InfoField],
+    format_fields: Sequence[tuple[str, str, str, str]] = FORMAT_FIELDS,
 ) -> pysam.VariantHeader:
     header = pysam.VariantHeader()
     header.add_meta("source", "cd22scan")
@@ -97,7 +107,7 @@ def _vcf_header(
         header.contigs.add(name, length=None if length is None else int(length))
     for field_id, number, kind, description, _ in info_fields:
         header.info.add(field_id, number, kind, description)
-    for field_id, number, kind, description in FORMAT_FIELDS:
+    for field_id, number, kind, description in format_fields:
         header.formats.add(field_id, number, kind, description)
     for sample in samples:
         header.add_sample(sample)
@@ -129,11 +139,13 @@ def _fill_info(record: Any, row: dict[str, Any], info_fields: Sequence[InfoField
                 record.info[field_id] = True
             continue
         if kind == "String":
+            if str(value) == "":  # an empty String would be written as a bare flag (KEY;)
+                continue
             value = _info_text(str(value))
         record.info[field_id] = value
 
 
-def _fill_call(record: Any, row: dict[str, Any] | None, sample: str) -> None:
+def _fill_call(record: Any, row: dict[str, Any] | None, sample: str, sbp: bool = False) -> None:
     call = record.samples[sample]
     call["GT"] = (None, None)
     if row is None:  # the sample has no row for this allele: all values missing
@@ -158,6 +170,9 @@ def _fill_call(record: Any, row: dict[str, Any] | None, sample: str) -> None:
         ref_n, alt_n = row.get(ref_column), row.get(alt_column)
         if alt_n is not None:
             call[field_id] = (None if ref_n is None else int(ref_n), int(alt_n))
+    p_value = row.get("strand_bias_p")
+    if sbp and p_value is not None and p_value == p_value:  # not null, not NaN
+        call["SBP"] = float(p_value)
 
 
 def _allele_key(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -173,6 +188,7 @@ def write_vcf(
     reference: str | None = None,
     source_info: dict[str, Any] | None = None,
     extra_info: Sequence[InfoField] = (),
+    sample_sbp: bool = False,
 ) -> Path:
     """Write ``variants`` (``variants.call_variants`` frame) as a sorted, bgzipped VCFv4.2 with a
     tabix index beside it (``PATH.tbi``). ``path`` should end in ``.vcf.gz``.
@@ -184,7 +200,9 @@ def write_vcf(
     sample without a row gets missing values. ``contigs`` ({name: length or None}, header order
     = sort order) must hold every variant contig; ``source_info`` items become
     ``##cd22scan_KEY=VALUE`` header lines; ``extra_info`` adds INFO fields (ID, Number, Type,
-    Description, column) after ``INFO_FIELDS`` (Type Flag: set when the column is true). An empty
+    Description, column) after ``INFO_FIELDS`` (Type Flag: set when the column is true).
+    ``sample_sbp`` moves the strand-bias p-value (column ``strand_bias_p``) from INFO/SBP to
+    FORMAT/SBP, one per sample (the pair VCF). A null or empty value leaves its key out. An empty
     frame gives a valid header-only VCF.
     """
     final = Path(path)
@@ -192,8 +210,12 @@ def write_vcf(
     if not samples or len(set(samples)) != len(samples):
         raise ValueError(f"VCF samples must be distinct and at least one; got {samples}")
     info_fields = (*INFO_FIELDS, *extra_info)
+    format_fields = FORMAT_FIELDS
+    if sample_sbp:
+        info_fields = tuple(f for f in info_fields if f[0] != "SBP")
+        format_fields = (*FORMAT_FIELDS, SBP_FORMAT)
     rows = _sorted_rows(variants, contigs)
-    header = _vcf_header(contigs, samples, reference, source_info or {}, info_fields)
+    header = _vcf_header(contigs, samples, reference, source_info or {}, info_fields, format_fields)
     final.parent.mkdir(parents=True, exist_ok=True)
     try:
         work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
@@ -212,11 +234,11 @@ def write_vcf(
                 )
                 _fill_info(record, first, info_fields)
                 if len(samples) == 1:
-                    _fill_call(record, first, samples[0])
+                    _fill_call(record, first, samples[0], sample_sbp)
                 else:
                     by_sample = {row.get("sample"): row for row in alleles}
                     for name in samples:
-                        _fill_call(record, by_sample.get(name), name)
+                        _fill_call(record, by_sample.get(name), name, sample_sbp)
                 vcf.write(record)
         gz = Path(pysam.tabix_index(str(plain), preset="vcf", force=True, keep_original=False))
         tbi = Path(f"{gz}.tbi")
@@ -242,15 +264,65 @@ RGB_NOVEL = "255,140,0"  # any other junction: orange
 BED_SCORE_MAX = 1000
 
 
-def _junction_label(row: dict[str, Any], serial: int) -> str:
+def junction_label(row: dict[str, Any]) -> str:
+    """The readable (Unicode) event label of a junction row, as the reports print it: ``Δex8``
+    (skipped exons), ``ex1-ex2`` (an annotated intron, donor then acceptor exon) or ``novel``."""
     if row.get("skipped_exons"):
         return f"Δex{row['skipped_exons']}"
     if row.get("annotated") and row.get("donor_exon") is not None:
         return f"ex{row['donor_exon']}-ex{row['acceptor_exon']}"
-    return f"J{serial}"
+    return "novel"
 
 
-def _junction_bed_row(row: dict[str, Any], serial: int) -> tuple[int, list[str]]:
+def _base_name(row: dict[str, Any]) -> str:
+    """ASCII name of a junction; unique per intron because every name that does not name both
+    exon ends carries the intron's coordinates (1-based inclusive, as in the TSV)."""
+    start, end = int(row["start"]), int(row["end"])
+    donor, acceptor = row.get("donor_exon"), row.get("acceptor_exon")
+    both_ends = donor is not None and acceptor is not None
+    if row.get("skipped_exons"):
+        skipped = str(row["skipped_exons"]).replace(",", "_")
+        if both_ends:  # an exon end on each side fixes the coordinates
+            return f"skip_ex{skipped}"
+        return f"skip_ex{skipped}_{start}-{end}"
+    if row.get("annotated") and both_ends:
+        return f"ex{donor}-ex{acceptor}"
+    return f"novel_{start}-{end}"
+
+
+_STRAND_SUFFIX = {"+": "plus", "-": "minus"}
+
+
+def junction_names(junctions: pl.DataFrame) -> pl.DataFrame:
+    """``junctions`` with two more columns: ``name``, the ASCII name the BED12 file uses (unique
+    within the table: ``skip_ex8``, ``ex7-ex8``, ``skip_ex8_27040101-27041000``,
+    ``novel_27040101-27041000``; an intron seen on both strands gets ``_plus`` / ``_minus``), and
+    ``label``, the readable Unicode label of the reports (``Δex8``, ``ex7-ex8``, ``novel``)."""
+    frame = junctions.drop([c for c in ("name", "label") if c in junctions.columns])
+    rows = frame.to_dicts()
+    per_intron: dict[tuple[Any, int, int], int] = {}
+    for row in rows:
+        key = (row["contig"], int(row["start"]), int(row["end"]))
+        per_intron[key] = per_intron.get(key, 0) + 1
+    names: list[str] = []
+    seen: set[str] = set()
+    for row in rows:
+        name = _base_name(row)
+        if per_intron[(row["contig"], int(row["start"]), int(row["end"]))] > 1:
+            name += "_" + _STRAND_SUFFIX.get(str(row.get("strand")), "nostrand")
+        serial, unique = 1, name
+        while unique in seen:  # not reached by the rules above; a guard, not a naming scheme
+            serial += 1
+            unique = f"{name}_{serial}"
+        seen.add(unique)
+        names.append(unique)
+    return frame.with_columns(
+        pl.Series("name", names, dtype=pl.Utf8),
+        pl.Series("label", [junction_label(row) for row in rows], dtype=pl.Utf8),
+    )
+
+
+def _junction_bed_row(row: dict[str, Any]) -> tuple[int, int, list[str]]:
     """One BED12 line of a junction: two blocks, the anchors either side of the intron.
 
     The table's intron is [start, end], 1-based inclusive; in BED it is [start - 1, end).
@@ -273,7 +345,7 @@ def _junction_bed_row(row: dict[str, Any], serial: int) -> tuple[int, list[str]]
         str(row["contig"]),
         str(chrom_start),
         str(chrom_end),
-        f"{_junction_label(row, serial)}|{reads}",
+        str(row["name"]),
         str(min(reads, BED_SCORE_MAX)),
         strand,
         str(chrom_start),
@@ -283,18 +355,16 @@ def _junction_bed_row(row: dict[str, Any], serial: int) -> tuple[int, list[str]]
         f"{left},{right}",
         f"0,{intron_end0 - chrom_start}",
     ]
-    return chrom_start, fields
+    return chrom_start, chrom_end, fields
 
 
 def _bed_lines(junctions: pl.DataFrame, min_reads: int) -> Iterable[str]:
-    frame = junctions.filter(pl.col("reads") >= min_reads).sort(
-        ["contig", "start", "end", "strand"], nulls_last=True
-    )
-    serial = 0
-    for row in frame.iter_rows(named=True):
-        if not row.get("skipped_exons") and not row.get("annotated"):
-            serial += 1
-        _, fields = _junction_bed_row(row, serial)
+    frame = junction_names(junctions).filter(pl.col("reads") >= min_reads)
+    lines = [_junction_bed_row(row) for row in frame.iter_rows(named=True)]
+    # Sorted as tabix/bedtools want it: contig, then chromStart (the left anchor's start, not
+    # the intron's), then chromEnd and name so the order is total.
+    lines.sort(key=lambda line: (line[2][0], line[0], line[1], line[2][3]))
+    for _, _, fields in lines:
         yield "\t".join(fields)
 
 
@@ -306,18 +376,23 @@ def write_junctions_bed12(
     blocks are the longest anchors (``max_anchor``, ≥ 1 bp) either side of the intron, so the gap
     between them is exactly the intron.
 
-    name = ``Δex2|37`` (skipped exons), ``ex1-ex2|120`` (annotated) or ``J3|5`` (other), the
-    number being the exact read count; score = reads capped at 1000 (BED limit); itemRgb red for
-    skipping, blue for annotated, orange for other junctions; sorted by contig and start.
+    name = the ASCII ``name`` of ``junction_names`` (``skip_ex2``, ``ex1-ex2``,
+    ``novel_START-END``; unique in the file, the key into the TSV's ``name`` column, whose
+    ``reads`` is exact); score = reads capped at 1000 (BED limit); itemRgb red for skipping, blue
+    for annotated, orange for other junctions; sorted by contig, chromStart and chromEnd (what
+    ``tabix -p bed`` and ``bedtools`` require). The first line is a ``#`` comment saying so
+    (no UCSC track line, which tabix reports as an unparsable record).
     """
     final = Path(path)
     samples = junctions["sample"].unique().to_list() if "sample" in junctions.columns else []
     name = samples[0] if len(samples) == 1 else "cd22scan"
-    track = (
-        f'track name="{name}_junctions" description="{name} splice junctions (cd22scan; '
-        f'name = event|reads, score = min(reads, 1000))" itemRgb="On"'
+    # A '#' comment, not a UCSC "track" line: tabix -p bed reports a track line as an error
+    # ("Failed to parse TBX_GENERIC"); '#' lines are skipped by tabix, bedtools and IGV.
+    comment = (
+        f"# {name} splice junctions (cd22scan): name = junction (the TSV's name column), "
+        "score = min(reads, 1000), itemRgb red = exon skipping, blue = annotated, orange = other"
     )
-    lines = [track, *_bed_lines(junctions, min_reads)]
+    lines = [comment, *_bed_lines(junctions, min_reads)]
     try:
         with atomic_path(final) as tmp:
             tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -25,16 +25,27 @@ NAMESPACE = "cd22scan"
 MIN_SHARE_FOR_COLUMN = 0.05
 MIN_READS_FOR_COLUMN = 5
 
-VERDICT_COLUMNS = (
-    "patient",
-    "baseline",
-    "relapse",
-    "antigen_loss",
-    "aberrant_splicing",
-    "mutation",
-    "n_called",
-    "verdict",
-)
+# Every column of the verdict table, with its header: MultiQC shows only the columns a custom
+# table's ``headers`` name, so each one is named and marked visible.
+VERDICT_HEADERS: dict[str, dict[str, Any]] = {
+    "patient": {"title": "Patient", "description": "Patient of the pair (sample sheet)"},
+    "gene": {"title": "Gene", "description": "Target gene"},
+    "baseline": {"title": "Baseline", "description": "Baseline sample"},
+    "relapse": {"title": "Relapse", "description": "Relapse sample"},
+    "antigen_loss": {"title": "Antigen loss", "description": "Expression or exon loss called"},
+    "aberrant_splicing": {
+        "title": "Aberrant splicing",
+        "description": "Exon skipping, intron retention or a novel junction called (up)",
+    },
+    "mutation": {"title": "Mutation", "description": "A protein-altering mutation called (up)"},
+    "n_called": {
+        "title": "Called events",
+        "description": "Events passing every threshold (escape evidence or not)",
+        "format": "{:,.0f}",
+    },
+    "verdict": {"title": "Verdict", "description": "cd22scan's verdict for the pair"},
+}
+VERDICT_COLUMNS = tuple(VERDICT_HEADERS)
 
 
 def sample_metrics(result: Any, variants: pl.DataFrame | None = None) -> dict[str, Any]:
@@ -125,23 +136,38 @@ def _skip_columns(per_sample: list[dict[str, Any]]) -> list[str]:
     return sorted(chosen)
 
 
-def _escapes_by_relapse(verdicts: pl.DataFrame) -> dict[str, int]:
-    if verdicts.height == 0 or "relapse" not in verdicts.columns:
+def _escapes_by_relapse(verdicts: pl.DataFrame, events: pl.DataFrame | None) -> dict[str, int]:
+    """{relapse sample: called events that are escape evidence (``compare._mechanism``: a loss,
+    splicing up, a protein-altering mutation up)}, 0 for a compared relapse without any; empty
+    when ``events`` is not given."""
+    from cd22scan.compare import _mechanism
+
+    if events is None or verdicts.height == 0 or "relapse" not in verdicts.columns:
         return {}
-    out: dict[str, int] = {}
-    for relapse, n in verdicts.select("relapse", "n_called").iter_rows():
-        out[relapse] = out.get(relapse, 0) + int(n or 0)
+    out: dict[str, int] = {str(r): 0 for r in verdicts["relapse"].to_list()}
+    if events.height == 0 or "called" not in events.columns:
+        return out
+    for row in events.iter_rows(named=True):
+        called = row.get("called")
+        if isinstance(called, str):
+            called = called.strip().lower() == "true"
+        if called and _mechanism({**row, "called": True}) is not None:
+            out[str(row["relapse"])] = out.get(str(row["relapse"]), 0) + 1
     return out
 
 
-def _general_stats(verdicts: pl.DataFrame, per_sample: list[dict[str, Any]]) -> dict[str, Any]:
+def _general_stats(
+    verdicts: pl.DataFrame,
+    per_sample: list[dict[str, Any]],
+    events: pl.DataFrame | None = None,
+) -> dict[str, Any]:
     skip_names = _skip_columns(per_sample)
     donors = {
         name: value.get("donor_exon")
         for metrics in per_sample
         for name, value in (metrics.get("skipping") or {}).items()
     }
-    escapes = _escapes_by_relapse(verdicts)
+    escapes = _escapes_by_relapse(verdicts, events)
     headers: dict[str, dict[str, Any]] = {
         "fragments_on_gene": {
             "title": "Gene frags",
@@ -171,12 +197,14 @@ def _general_stats(verdicts: pl.DataFrame, per_sample: list[dict[str, Any]]) -> 
             "description": "Variant alleles called on the gene",
             "format": "{:,.0f}",
         }
-    headers["escape_events"] = {
-        "title": "Escape calls",
-        "description": "Called events of this relapse sample against its baseline(s)",
-        "format": "{:,.0f}",
-        "scale": "OrRd",
-    }
+    if escapes:
+        headers["escape_events"] = {
+            "title": "Escape calls",
+            "description": "Called events of this relapse sample that are escape evidence "
+            "(antigen loss, aberrant splicing up, protein-altering mutation up), all pairs",
+            "format": "{:,.0f}",
+            "scale": "OrRd",
+        }
     for column in headers.values():
         column["namespace"] = NAMESPACE
     data: dict[str, dict[str, Any]] = {}
@@ -226,8 +254,9 @@ def _verdict_table(verdicts: pl.DataFrame) -> str:
         "plot_type": "table",
         "pconfig": {"id": "cd22scan_verdicts_table", "title": "cd22scan: verdicts"},
         "headers": {
-            "n_called": {"title": "Called events", "format": "{:,.0f}"},
-            "verdict": {"title": "Verdict"},
+            column: {**header, "hidden": False}
+            for column, header in VERDICT_HEADERS.items()
+            if column in verdicts.columns
         },
     }
     # JSON is YAML; MultiQC reads the '#' lines as one YAML document.
@@ -244,16 +273,18 @@ def write_multiqc_files(
     out_dir: str | os.PathLike[str],
     verdicts: pl.DataFrame,
     per_sample: list[dict[str, Any]],
+    events: pl.DataFrame | None = None,
 ) -> list[Path]:
     """Write ``cd22scan_general_stats_mqc.yaml`` (General Statistics columns per sample: gene
     fragments, CPM, donor share of known / clear skipping events, variants, escape calls of a
-    relapse sample) and, when ``verdicts`` has rows, ``cd22scan_verdicts_mqc.tsv`` (one row per
+    relapse sample, counted from ``events`` (the cohort events with a ``relapse`` column); left
+    out without them) and, when ``verdicts`` has rows, ``cd22scan_verdicts_mqc.tsv`` (one row per
     pair). ``per_sample``: dicts from ``sample_metrics`` (or any dict with ``sample`` and some of
     fragments_on_gene, library_size, cpm, skipping, variants — a summary.json dict works)."""
     out = prepare_out_dir(out_dir)
     written = []
     if per_sample:
-        stats = _general_stats(verdicts, per_sample)
+        stats = _general_stats(verdicts, per_sample, events)
         # JSON is valid YAML; no YAML library needed to write it.
         text = json.dumps(stats, indent=2, ensure_ascii=True) + "\n"
         written.append(write_text(text, out / GENERAL_STATS_FILE))

@@ -151,12 +151,67 @@ def staged_outputs(out_dir: Path, last: str) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def scan_file_names(sample: str) -> list[str]:
+    """Every file ``write_scan`` writes for ``sample`` (Parquet twins and the VCF index too)."""
+    tables = [f"{sample}.{t}.{ext}" for t in ("exons", "junctions", "introns", "indels")
+              for ext in ("tsv", "parquet")]  # fmt: skip
+    return [
+        *tables,
+        f"{sample}.bases.parquet",
+        f"{sample}.junctions.bed",
+        f"{sample}.variants.vcf.gz",
+        f"{sample}.variants.vcf.gz.tbi",
+        f"{sample}.model.json",
+        f"{sample}.summary.json",
+    ]
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+MANIFEST = "manifest.tsv"
+
+
+def read_manifest(out_dir: Path) -> list[str]:
+    """The files (relative paths) an earlier run listed in ``OUT/manifest.tsv``; [] if none."""
+    path = out_dir / MANIFEST
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0].split("\t")[0] != "file":
+        return []
+    return [line.split("\t")[0] for line in lines[1:] if line.strip()]
+
+
+def write_manifest(out_dir: Path, files: dict[Path, str]) -> Path:
+    """``OUT/manifest.tsv``: every file this run wrote (file relative to OUT, kind, bytes,
+    sha256), sorted by file; written last, atomically."""
+    rows = []
+    for path, kind in files.items():
+        if path.is_file():
+            rel = path.relative_to(out_dir).as_posix()
+            rows.append((rel, kind, path.stat().st_size, _sha256(path)))
+    rows.sort()
+    frame = pl.DataFrame(
+        rows, schema={"file": pl.Utf8, "kind": pl.Utf8, "bytes": pl.Int64, "sha256": pl.Utf8},
+        orient="row",
+    )  # fmt: skip
+    return write_tsv(frame, out_dir / MANIFEST)
+
+
 def write_scan(result: Any, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Write NAME.exons, .junctions, .introns, .indels (each .tsv and .parquet), .bases.parquet,
     .junctions.bed, .variants.vcf.gz (+ .tbi), NAME.model.json (the gene model used) and
     NAME.summary.json (last) into ``out_dir``, all or none."""
     from cd22scan.annotation import model_to_json
-    from cd22scan.formats import write_junctions_bed12
+    from cd22scan.formats import junction_names, write_junctions_bed12
     from cd22scan.vcf_outputs import write_scan_vcf
 
     path = prepare_out_dir(out_dir)
@@ -173,8 +228,10 @@ def write_scan(result: Any, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
         "summary": f"{name}.summary.json",
     }
     with staged_outputs(path, files["summary"]) as stage:
-        for table in ("exons", "junctions", "introns", "indels"):
+        for table in ("exons", "introns", "indels"):
             write_table(getattr(result, table), stage / files[table])
+        # name = the BED12 name (ASCII, unique), label = the reports' Unicode label (Δex2).
+        write_table(junction_names(result.junctions), stage / files["junctions"])
         write_parquet(result.bases, stage / files["bases"])
         write_junctions_bed12(result.junctions, stage / files["junctions_bed"])
         write_scan_vcf(result, stage / files["vcf"])

@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from cd22scan.compare import Comparison
+from cd22scan.console import version_text
 from cd22scan.outputs import write_text
 from cd22scan.scanner import ScanResult
 
@@ -49,7 +50,8 @@ MECHANISMS = (
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
-       margin: 24px auto; max-width: 1060px; color: #222; }
+       margin: 24px auto; max-width: 1280px; padding: 0 16px; box-sizing: border-box;
+       color: #222; }
 h1 { font-size: 1.5em; margin-bottom: 0.2em; }
 h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
 .meta { color: #666; font-size: 0.9em; }
@@ -62,8 +64,10 @@ h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
 figure { margin: 12px 0 20px 0; }
 figcaption { font-size: 0.9em; color: #444; margin-top: 4px; }
 svg { display: block; width: 100%; height: auto; background: #fff; }
+.table-wrap { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.85em; width: 100%; }
-th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: left; }
+th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: left; overflow-wrap: break-word; }
+th { white-space: nowrap; }
 th { background: #f3f3f3; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.called td { background: #fdecea; font-weight: 600; }
@@ -97,6 +101,26 @@ def _fmt(value: Any, digits: int = 3) -> str:
             return f"{value:.{digits - 1}e}"
         return f"{value:.{digits}g}" if abs(value) >= 1 else f"{value:.{digits}f}"
     return str(value)
+
+
+def _fmt_p(value: Any) -> str:
+    """A p- or q-value: scientific below 0.01 (0.0028 → 2.8e-03), else three significant digits
+    (0.049 → 0.049, 0.0501 → 0.0501), so a value never rounds across a threshold like 0.05."""
+    if _missing(value):
+        return ""
+    value = float(value)
+    if value < 0.01:
+        return "0" if value == 0 else f"{value:.1e}"
+    return f"{value:.3g}"
+
+
+def _compact(value: float) -> str:
+    """An axis number: 0, 250, 1500, 12k, 1.5M."""
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:.3g}M"
+    if abs(value) >= 1e4:
+        return f"{value / 1e3:.3g}k"
+    return f"{value:.3g}" if value != int(value) else str(int(value))
 
 
 def _n(x: float) -> str:
@@ -134,7 +158,10 @@ def _table(headers: Sequence[str], rows: Iterable[tuple[str, Sequence[tuple[str,
     for css, cells in rows:
         tds = "".join(f'<td class="num">{c}</td>' if num else f"<td>{c}</td>" for c, num in cells)
         lines.append(f'<tr class="{_e(css)}">{tds}</tr>' if css else f"<tr>{tds}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+    return (
+        f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(lines)}</tbody></table></div>"
+    )
 
 
 # --- the gene axis: exons to scale, introns compressed ------------------------------------------
@@ -218,6 +245,66 @@ def _skip_label(row: dict[str, Any]) -> str | None:
     return f"Δex{skipped}" if skipped else None
 
 
+LABEL_FONT = 11.0
+LABEL_EM = 0.72  # a generous width per character (bold DejaVu digits are 0.70 em)
+LABEL_ROW = 14.0  # a label moved down to avoid another goes one row lower
+
+
+def _label_width(text: str) -> float:
+    return len(text) * LABEL_FONT * LABEL_EM + 4
+
+
+def _place_label(
+    placed: list[tuple[float, float, float, float]], cx: float, y: float, width: float
+) -> tuple[float, float]:
+    """Where a label box of ``width`` centred on ``cx`` with its baseline at ``y`` goes so that
+    it overlaps none of ``placed`` (x0, y0, x1, y1): the same x, moved down row by row. The box
+    is kept inside the figure. Appends the box and returns (cx, baseline)."""
+    cx = min(max(cx, MARGIN_LEFT + width / 2), WIDTH - 2 - width / 2)
+    x0, x1 = cx - width / 2, cx + width / 2
+    while True:
+        y0, y1 = y - LABEL_FONT, y + 3
+        if not any(x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1 for b in placed):
+            placed.append((x0, y0, x1, y1))
+            return cx, y
+        y += LABEL_ROW
+
+
+def _depth_axis(x0: float, base_y: float, height: float, peak: float) -> tuple[list[str], float]:
+    """Ticks of the depth axis (0 and 2-4 more, at round values) and the top value they scale
+    to (≥ peak)."""
+    top_value = _nice_ceiling(peak) if peak > 0 else 1.0
+    raw = top_value / 4
+    power = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
+    step = next((m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw), raw)
+    if step < 1:
+        step = 1.0 if top_value >= 2 else top_value / 2
+    out = []
+    k = 0
+    while k * step <= top_value + 1e-9:
+        value = k * step
+        y = base_y - value / top_value * height
+        out.append(
+            f'<line class="depth-tick" x1="{_n(x0 - 4)}" y1="{_n(y)}" x2="{_n(x0)}" '
+            f'y2="{_n(y)}" stroke="#999"/>'
+            + _text(
+                x0 - 7,
+                y + 4,
+                _compact(value),
+                text_anchor="end",
+                fill="#666",
+                font_size="10",
+                class_="depth-label",
+            )
+        )
+        k += 1
+    out.append(
+        f'<line x1="{_n(x0)}" y1="{_n(base_y - height)}" x2="{_n(x0)}" y2="{_n(base_y)}" '
+        'stroke="#999" stroke-width="0.8"/>'
+    )
+    return out, top_value
+
+
 def _sashimi_panel(
     result: ScanResult, axis: _GeneAxis, top: float, label: str, colour: str
 ) -> tuple[list[str], float]:
@@ -226,10 +313,10 @@ def _sashimi_panel(
     out = [_text(axis.x0, top + 12, label, font_weight="bold", font_size="13")]
     bins = _binned_depth(result, axis)
     peak = max((d for _, _, d in bins), default=0.0)
+    ticks, scale_top = _depth_axis(axis.x0, base_y, cov_h, peak)
+    out.extend(ticks)
     out.append(
-        _text(axis.x0 - 6, top + 24, f"{peak:.0f}", text_anchor="end", fill="#666")
-        + _text(axis.x0 - 6, base_y, "0", text_anchor="end", fill="#666")
-        + _text(
+        _text(
             14,
             top + 20 + cov_h / 2,
             "depth",
@@ -241,7 +328,7 @@ def _sashimi_panel(
     if peak > 0:
         pts = [f"{_n(bins[0][0])},{_n(base_y)}"]
         for x_left, x_right, d in bins:
-            y = base_y - d / peak * cov_h
+            y = base_y - d / scale_top * cov_h
             pts.append(f"{_n(x_left)},{_n(y)}")
             pts.append(f"{_n(x_right)},{_n(y)}")
         pts.append(f"{_n(bins[-1][1])},{_n(base_y)}")
@@ -267,7 +354,7 @@ def _sashimi_panel(
             f' height="{_n(exon_h)}" fill="#333"><title>exon {seg.exon}: '
             f"{seg.start}-{seg.end}</title></rect>"
         )
-        if seg.width >= 10:
+        if seg.width >= 7 * len(str(seg.exon)) + 3:
             out.append(
                 _text(
                     seg.x0 + seg.width / 2,
@@ -281,8 +368,16 @@ def _sashimi_panel(
     # junction arcs hang below the exon boxes
     arc_top = exon_y + exon_h
     junctions = result.junctions
+    lo, hi = axis.segments[0].start, axis.segments[-1].end
     rows = (
-        [r for r in junctions.iter_rows(named=True) if (r["reads"] or 0) >= MIN_ARC_READS]
+        [
+            r
+            for r in junctions.iter_rows(named=True)
+            # An arc needs an end inside the drawn gene: a junction wholly outside it (another
+            # gene in the window) would be drawn as a zero-width arc piled at an edge.
+            if (r["reads"] or 0) >= MIN_ARC_READS
+            and (lo <= r["start"] <= hi or lo <= r["end"] <= hi)
+        ]
         if junctions is not None and junctions.height
         else []
     )
@@ -291,7 +386,13 @@ def _sashimi_panel(
     spans = [axis.x(r["end"] + 1) - axis.x(r["start"]) for r in rows]
     arc_h_max = 70.0
     labels = []
-    for row, span in sorted(zip(rows, spans, strict=True), key=lambda t: -t[1]):
+    placed: list[tuple[float, float, float, float]] = []
+    bottom = arc_top + arc_h_max
+    # Skipping arcs first, then by reads: they get the places nearest their arcs.
+    order = sorted(
+        zip(rows, spans, strict=True), key=lambda t: (not _skip_label(t[0]), -t[0]["reads"])
+    )
+    for row, span in order:
         xa, xb = axis.x(row["start"]), axis.x(row["end"] + 1)  # donor end, acceptor start
         # depth by span in px, the same in both panels: short canonical arcs stay shallow
         depth = min(arc_h_max, 12 + 0.35 * span)
@@ -312,20 +413,66 @@ def _sashimi_panel(
             f"{row['start']}-{row['end']} ({row['reads']} reads)</title></path>"
         )
         text = f"{skip} {row['reads']}" if skip else str(row["reads"])
+        x, y = _place_label(placed, (xa + xb) / 2, arc_top + depth + 12, _label_width(text))
+        bottom = max(bottom, y)
         labels.append(
             _text(
-                (xa + xb) / 2,
-                arc_top + depth + 12,
+                x,
+                y,
                 text,
                 text_anchor="middle",
-                font_size="11",
+                font_size=_n(LABEL_FONT),
                 fill=SKIP_COLOUR if skip else "#222",
                 font_weight="bold" if skip else "normal",
                 class_="arc-label skip" if skip else "arc-label",
+                stroke="#fff",
+                stroke_width="3",
+                paint_order="stroke",
             )
         )
     out.extend(labels)  # labels on top of every arc
-    return out, exon_y + exon_h + arc_h_max + 24 - top
+    return out, bottom + 18 - top
+
+
+def _genomic_ticks(axis: _GeneAxis, contig: str, y: float) -> list[str]:
+    """A coordinate axis under the panels: tick marks at round 1-based positions, labelled where
+    the labels do not collide (introns are drawn compressed, so ticks are not evenly spaced)."""
+    lo, hi = axis.segments[0].start, axis.segments[-1].end
+    span = max(hi - lo, 1)
+    raw = span / 8
+    power = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    out = [
+        f'<line class="genomic-axis" x1="{_n(axis.x0)}" y1="{_n(y)}" x2="{_n(axis.x1)}" '
+        f'y2="{_n(y)}" stroke="#666"/>'
+    ]
+    last_right = axis.x0 - 6.0  # the contig name sits left of the axis
+    pos = (lo + step - 1) // step * step
+    while pos <= hi:
+        x = axis.x(pos)
+        text = f"{pos:,}"
+        width = len(text) * 10 * LABEL_EM + 4
+        labelled = x - width / 2 > last_right + 6
+        out.append(
+            f'<line class="genomic-tick" x1="{_n(x)}" y1="{_n(y)}" x2="{_n(x)}" '
+            f'y2="{_n(y + (5 if labelled else 3))}" stroke="#666"/>'
+        )
+        if labelled and x + width / 2 <= WIDTH - 2:
+            out.append(
+                _text(
+                    x,
+                    y + 17,
+                    text,
+                    text_anchor="middle",
+                    font_size="10",
+                    fill="#444",
+                    class_="genomic-label",
+                )
+            )
+            last_right = x + width / 2
+        pos += step
+    out.append(_text(axis.x0 - 7, y + 4, contig, text_anchor="end", font_size="10", fill="#444"))
+    return out
 
 
 def sashimi_svg(baseline: ScanResult, relapse: ScanResult) -> str:
@@ -340,14 +487,16 @@ def sashimi_svg(baseline: ScanResult, relapse: ScanResult) -> str:
         panel, height = _sashimi_panel(result, axis, top, f"{role}: {result.sample}", colour)
         body.extend(panel)
         top += height
+    body.extend(_genomic_ticks(axis, model.contig, top))
+    top += 26
     direction = "5′ → 3′ left to right" if model.strand == "+" else "5′ → 3′ right to left"
     lo, hi = model.span
     body.append(
         _text(
             axis.x0,
             top + 10,
-            f"{model.gene} {model.transcript} {model.contig}:{lo}-{hi} ({model.strand}), "
-            f"{direction}; introns drawn {INTRON_PX} px wide",
+            f"{model.gene} {model.transcript} {model.contig}:{lo:,}-{hi:,} ({model.strand}), "
+            f"{direction}; 1-based positions; introns drawn {INTRON_PX} px wide",
             fill="#666",
         )
     )
@@ -357,13 +506,13 @@ def sashimi_svg(baseline: ScanResult, relapse: ScanResult) -> str:
     ):
         x = legend_x + i * 115
         body.append(
-            f'<line x1="{_n(x)}" y1="{_n(top + 24)}" x2="{_n(x + 24)}" y2="{_n(top + 24)}" '
-            f'stroke="{colour}" stroke-width="3"/>' + _text(x + 30, top + 28, name)
+            f'<line x1="{_n(x)}" y1="{_n(top + 30)}" x2="{_n(x + 24)}" y2="{_n(top + 30)}" '
+            f'stroke="{colour}" stroke-width="3"/>' + _text(x + 30, top + 34, name)
         )
     return _svg(
         "fig-sashimi",
         f"Sashimi plot of {model.gene}: coverage and junction reads, baseline vs relapse",
-        top + 36,
+        top + 42,
         body,
     )
 
@@ -574,8 +723,8 @@ def _events_table(events: pl.DataFrame) -> str:
                     (_e(reads), True),
                     (_e(r.get("consequence")), False),
                     (_e(r.get("hgvs_p")), False),
-                    (_e(_fmt(r["p_value"], 2)), True),
-                    (_e(_fmt(r["q_value"], 2)), True),
+                    (_e(_fmt_p(r["p_value"])), True),
+                    (_e(_fmt_p(r["q_value"])), True),
                 ],
             )
         )
@@ -689,9 +838,45 @@ def mechanism_svg(summary: pl.DataFrame) -> str:
         )
         body.append(_text(x1 + 8, y + 18, f"{n} of {total}"))
     bottom = top + row_h * max(1, len(rows))
-    body.append(_text((x0 + x1) / 2, bottom + 20, "patients with the mechanism", fill="#666",
-                      text_anchor="middle"))  # fmt: skip
+    body.append(
+        _text(
+            (x0 + x1) / 2,
+            bottom + 20,
+            "patients with the mechanism",
+            fill="#666",
+            text_anchor="middle",
+        )
+    )
     return _svg("fig-mechanisms", "Escape mechanisms across the cohort", height, body)
+
+
+def _cohort_target(out: Path) -> str:
+    """Gene, transcript, build and region of the cohort's scans (from their summaries), one
+    line; several of a kind are all named."""
+    import json
+
+    seen: dict[str, list[str]] = {k: [] for k in ("gene", "transcript", "build", "scanned window")}
+    for path in sorted((out / "scans").glob("*.summary.json")):
+        try:
+            s = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        window = s.get("window") or {}
+        region = s.get("contig")
+        if window.get("start") and window.get("end"):
+            region = f"{region}:{window['start']:,}-{window['end']:,}"
+        values = {
+            "gene": s.get("gene"),
+            "transcript": s.get("transcript"),
+            "build": s.get("build"),
+            "scanned window": region,
+        }
+        for key, value in values.items():
+            if value and str(value) not in seen[key]:
+                seen[key].append(str(value))
+    if not seen["gene"]:
+        return "gene: not known (no scans/*.summary.json)"
+    return "; ".join(f"{key} {', '.join(v)}" for key, v in seen.items() if v)
 
 
 def render_cohort_report(out_dir: str | os.PathLike[str]) -> str:
@@ -702,7 +887,8 @@ def render_cohort_report(out_dir: str | os.PathLike[str]) -> str:
     lines = summary["text"].to_list() if summary.height and "text" in summary.columns else []
     parts = [
         "<h1>cd22scan cohort report</h1>",
-        f'<p class="meta">{_e(out.resolve())}</p>',
+        f'<p class="meta" id="target">{_e(_cohort_target(out))}</p>',
+        f'<p class="meta" id="tool">{_e(version_text())}; {_e(out.resolve())}</p>',
         '<section id="summary"><h2>Summary</h2><ul>'
         + "".join(f"<li>{_e(line)}</li>" for line in lines)
         + ("" if lines else "<li>no patients compared</li>")
@@ -753,7 +939,7 @@ def render_cohort_report(out_dir: str | os.PathLike[str]) -> str:
                         (_e(_fmt(r.get("baseline_value"))), True),
                         (_e(_fmt(r.get("relapse_value"))), True),
                         (_e(_fmt(r.get("effect"))), True),
-                        (_e(_fmt(r.get("q_value"), 2)), True),
+                        (_e(_fmt_p(r.get("q_value"))), True),
                     ],
                 )
                 for r in called.iter_rows(named=True)

@@ -55,7 +55,11 @@ def _model_from_summary(summary: dict, where: Path) -> GeneModel:
     (or built-in table) the summary names, as then."""
     params = summary.get("parameters", {})
     gtf = params.get("gtf")
-    if gtf:
+    if params.get("region"):  # scanned with --region: the pseudo-gene again
+        from cd22scan.scanner import region_model
+
+        model = region_model(params["region"])
+    elif gtf:
         model = load_gtf(gtf, summary["gene"], summary["transcript"])
     else:
         model = builtin_model(summary["gene"], summary["build"])

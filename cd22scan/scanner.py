@@ -62,6 +62,7 @@ class ScanParams:
     stream: bool = False
     padding: int = DEFAULT_PADDING
     threads: int = 1
+    region: str | None = None  # "chr:start-end" (1-based inclusive): scanned as a pseudo-gene
 
     def validate(self) -> None:
         for name in ("min_mapq", "min_baseq", "min_anchor", "padding"):
@@ -115,9 +116,42 @@ def load_target(params: ScanParams) -> GeneModel | None:
     return load_gtf(params.gtf, params.gene, params.transcript)
 
 
+def region_model(region: str, strand: str = "+") -> GeneModel:
+    """``--region chr:start-end`` (1-based inclusive, as samtools; commas allowed) as a
+    pseudo-gene: one exon over the region, no CDS, named after the region."""
+    from cd22scan.annotation import Exon
+
+    text = region.replace(",", "")
+    contig, _, span = text.rpartition(":")
+    start_text, _, end_text = span.partition("-")
+    try:
+        start, end = int(start_text), int(end_text)
+    except ValueError:
+        start = end = 0
+    if not contig or start < 1 or end < start:
+        raise UsageError(
+            f"--region: expected chr:start-end (1-based, start <= end), got {region!r}"
+        )
+    name = f"{contig}:{start}-{end}"
+    return GeneModel(
+        gene=name,
+        transcript="region",
+        contig=contig,
+        strand=strand,
+        build=None,
+        exons=(Exon(1, start, end),),
+        cds_start=None,
+        cds_end=None,
+        source=f"--region {name}",
+        selection="the region given with --region (one pseudo-exon)",
+    )
+
+
 def _choose_model(
     params: ScanParams, source: AlignmentSource, loaded: GeneModel | None
 ) -> GeneModel:
+    if params.region:
+        return check_model_against_header(region_model(params.region), source.contigs)
     if params.gtf:
         model = loaded or load_gtf(params.gtf, params.gene, params.transcript)
         if params.build != "auto" and model.build and model.build != params.build:
@@ -302,6 +336,7 @@ def scan(
             "padding": params.padding,
             "reference": str(Path(params.reference).resolve()) if params.reference else None,
             "gtf": str(Path(params.gtf).resolve()) if params.gtf else None,
+            "region": params.region,
         },
         "reads": {
             "records_read": stats.records_read,

@@ -30,6 +30,9 @@ PAIR_INFO_FIELDS: tuple[InfoField, ...] = (
 )
 
 
+NO_REFERENCE_NOTE = "no --reference: the VCFs have N for reference bases and no coding consequences"
+
+
 def _reference(result: ScanResult) -> str | None:
     return (result.summary.get("parameters") or {}).get("reference")
 
@@ -49,9 +52,9 @@ def scan_variants(result: ScanResult) -> pl.DataFrame:
     annotated from the scan's ``--reference`` when it had one."""
     reference = _reference(result)
     if reference is None:
-        # A scan without a FASTA is a normal run (RNA-seq counting): said, but not as a warning.
-        log.info("%s: no --reference: the VCF has N for reference bases and no coding "
-                 "consequences", result.sample)  # fmt: skip
+        # A scan without a FASTA is a normal run (RNA-seq counting): the commands say it once
+        # per run (NO_REFERENCE_NOTE); here only at debug level, per sample.
+        log.debug("%s: no --reference", result.sample)
         fetch = None
     else:
         fetch = reference_fetch(reference, result.model.contig)
@@ -86,16 +89,14 @@ def write_pair_vcf(
 ) -> Path:
     """The pair's mutation alleles (every ``mutation`` row of ``comparison.events``), baseline
     and relapse as sample columns (DP, AD, AF, ADF, ADR each), the test in INFO (DVAF, P, Q,
-    CALLED). SBP (strand bias) is per sample, so it is left out of a pair's INFO."""
-    alleles = comparison.mutations.with_columns(
-        pl.lit(None, dtype=pl.Float64).alias("strand_bias_p")
-    )
+    CALLED). SBP (strand bias) is per sample: FORMAT/SBP, not INFO."""
     return write_vcf(
-        alleles,
+        comparison.mutations,
         path,
         contigs=_contigs(baseline),
         sample=[comparison.baseline, comparison.relapse],
         reference=_reference(baseline),
         source_info={**_source_info(baseline), "pair": comparison.pair},
         extra_info=PAIR_INFO_FIELDS,
+        sample_sbp=True,
     )

@@ -6,11 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v samtools >/dev/null 2>&1 || ! command -v bcftools >/dev/null 2>&1 \
-    || ! command -v chromium >/dev/null 2>&1; then
+    || ! command -v chromium >/dev/null 2>&1 || ! command -v bedtools >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "== installing samtools, bcftools, tabix, chromium (Debian packages)"
+        echo "== installing samtools, bcftools, tabix, bedtools, chromium (Debian packages)"
         apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq samtools bcftools tabix chromium \
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq samtools bcftools tabix bedtools chromium \
             >/dev/null
     else
         echo "== samtools/bcftools/chromium not found and cannot install them here: the tests"

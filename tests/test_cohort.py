@@ -120,5 +120,6 @@ def test_compare_cli_from_bams_and_from_scan_directories(cohort):
     out2 = tmp / "cmp2"
     scans = out / "scans"
     argv = ["compare", "--baseline", str(scans), "--relapse", str(scans), "--out", str(out2)]
-    # A directory holding two samples is ambiguous: refused with a one-line reason.
-    assert main(argv) == 2
+    # A directory holding two samples is ambiguous: a usage error (64) naming the option that
+    # picks one (--baseline-sample / --relapse-sample, tests/test_scan_cli.py).
+    assert main(argv) == 64

@@ -227,3 +227,29 @@ def test_cd22_grch38_delta_ex2_is_the_known_event(tmp_path):
     assert row["called"] and row["direction"] == "up"
     assert comparison.verdict["gene"][0] == "CD22"
     assert comparison.verdict["aberrant_splicing"][0]
+
+
+def test_exon_loss_values_share_the_effects_unit_and_0_0_exons_are_untested():
+    """exon_loss rows: both values are exon fragments / gene fragments (never a median-normalised
+    value beside a null), and an exon with 0 fragments in both samples gets no effect and no p."""
+    import polars as pl
+
+    from cd22scan.compare import Thresholds, _exon_rows
+
+    def frame(fragments, gene):
+        return pl.DataFrame(
+            {
+                "exon": [1, 2, 3],
+                "fragments": fragments,
+                "relative_coverage": [None, None, None],
+                "gene_fragments": [gene] * 3,
+            }
+        )
+
+    rows = {r["feature"]: r for r in _exon_rows(frame([400, 0, 12], 800), frame([0, 0, 30], 60),
+                                                Thresholds())}  # fmt: skip
+    assert rows["exon 1"]["baseline_value"] == 0.5 and rows["exon 1"]["relapse_value"] == 0.0
+    assert rows["exon 1"]["effect"] < -5 and rows["exon 1"]["p_value"] < 0.01
+    assert rows["exon 2"]["effect"] is None and rows["exon 2"]["p_value"] is None
+    assert (rows["exon 2"]["baseline_value"], rows["exon 2"]["relapse_value"]) == (0.0, 0.0)
+    assert rows["exon 3"]["baseline_value"] == 12 / 800 and rows["exon 3"]["relapse_value"] == 0.5

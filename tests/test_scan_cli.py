@@ -23,7 +23,7 @@ EXON_COLUMNS = [
 ]  # fmt: skip
 JUNCTION_COLUMNS = [
     "sample", "contig", "start", "end", "strand", "reads", "max_anchor", "annotated",
-    "donor_exon", "acceptor_exon", "skipped_exons", "strand_source",
+    "donor_exon", "acceptor_exon", "skipped_exons", "strand_source", "name", "label",
 ]  # fmt: skip
 
 
@@ -249,8 +249,176 @@ def test_scan_writes_bed12_and_workflow_path_is_printed(small_plus, tmp_path, ca
     )
     bed = (tmp_path / "P1_relapse.junctions.bed").read_text().splitlines()
     junctions = pl.read_csv(tmp_path / "P1_relapse.junctions.tsv", separator="\t")
-    assert bed[0].startswith("track") and len(bed) - 1 == junctions.height
+    assert bed[0].startswith("# ") and len(bed) - 1 == junctions.height
     capsys.readouterr()
     assert main(["workflow", "path"]) == 0
     path = capsys.readouterr().out.strip()
     assert path.endswith("Snakefile") and Path(path).exists()
+
+
+# --- folders and conventions: compare inputs, manifest, stdin names, -o -, short options --------
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    from cohort_helpers import write_small_cohort
+
+    tmp = tmp_path_factory.mktemp("folders")
+    specs = [
+        ("P1", "P1_base", "baseline", {"canonical": 1.0}, 1),
+        ("P1", "P1_rel", "relapse", {"canonical": 0.6, "skip:2": 0.4}, 2),
+        ("P2", "P2_base", "baseline", {"canonical": 1.0}, 3),
+        ("P2", "P2_rel", "relapse", {"canonical": 1.0}, 4),
+    ]
+    sheet, gtf = write_small_cohort(tmp, specs, n_fragments=600)
+    out = tmp / "out"
+    assert _run(["run", sheet, "-o", out, "--gtf", gtf, "--gene", "SMALL"]) == 0
+    return tmp, sheet, gtf, out
+
+
+def _manifest(out: Path) -> dict[str, dict[str, str]]:
+    rows = pl.read_csv(out / "manifest.tsv", separator="\t").to_dicts()
+    return {r["file"]: r for r in rows}
+
+
+def test_run_writes_a_manifest_of_every_file_it_wrote(cohort):
+    import hashlib
+
+    _, _, _, out = cohort
+    manifest = _manifest(out)
+    on_disk = {
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.name != "manifest.tsv"
+    }
+    assert set(manifest) == on_disk
+    assert "pairs/P2_base_vs_P2_rel.report.html" in manifest
+    assert manifest["scans/P1_rel.summary.json"]["kind"] == "scan"
+    assert manifest["cohort_verdicts.tsv"]["kind"] == "cohort"
+    for rel, row in manifest.items():
+        data = (out / rel).read_bytes()
+        assert row["bytes"] == len(data) and row["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_rerun_with_a_smaller_sheet_removes_the_old_pairs_files(cohort, tmp_path, capsys):
+    tmp, sheet, gtf, out = cohort
+    rerun = tmp_path / "out"
+    shutil.copytree(out, rerun)
+    (rerun / "pairs" / "notes_by_hand.txt").write_text("mine\n")
+    small = tmp / "p1_only.tsv"
+    lines = sheet.read_text().splitlines()
+    small.write_text("\n".join(line for line in lines if not line.startswith("P2")) + "\n")
+    capsys.readouterr()
+    assert _run(["run", small, "-o", rerun, "--gtf", gtf, "--gene", "SMALL"]) == 0
+    left = {p.relative_to(rerun).as_posix() for p in rerun.rglob("*") if p.is_file()}
+    assert not [name for name in left if "P2" in name], left
+    assert "pairs/P1_base_vs_P1_rel.report.html" in left
+    assert "pairs/notes_by_hand.txt" in left  # not cd22scan's: kept, and said
+    err = capsys.readouterr().err
+    assert "notes_by_hand.txt" in err and "did not write" in err
+    assert err.count("no --reference") == 1  # once per run, not once per sample
+    manifest = _manifest(rerun)
+    assert "pairs/notes_by_hand.txt" not in manifest
+    assert not [name for name in manifest if "P2" in name]
+    verdicts = pl.read_csv(rerun / "cohort_verdicts.tsv", separator="\t")
+    assert verdicts["patient"].to_list() == ["P1"]
+
+
+def test_compare_takes_every_form_of_scan_run_wrote(cohort, tmp_path, capsys):
+    _, _, _, out = cohort
+    scans = out / "scans"
+    forms = [
+        ["--baseline", scans, "--baseline-sample", "P1_base", "--relapse", scans / "P1_rel"],
+        ["--baseline", scans / "P1_base.summary.json", "--relapse", f"{scans}/P1_rel"],
+    ]
+    for i, form in enumerate(forms):
+        dest = tmp_path / f"cmp{i}"
+        assert _run(["compare", *form, "-o", dest]) == 0
+        verdict = pl.read_csv(dest / "verdict.tsv", separator="\t").row(0, named=True)
+        assert (verdict["baseline"], verdict["relapse"]) == ("P1_base", "P1_rel")
+        assert not (dest / "scans").exists()  # scans were read, not re-written
+    capsys.readouterr()
+    code = _run(["compare", "--baseline", scans, "--relapse", scans / "P1_rel", "-o", tmp_path])
+    err = capsys.readouterr().err
+    assert code == 64 and "--baseline-sample" in err and "P2_base" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_out_dash_is_stdout_for_one_table_and_a_usage_error_otherwise(small_plus, tmp_path):
+    sim, gtf = small_plus
+    base = [sys.executable, "-m", "cd22scan.cli"]
+    opts = ["--gtf", str(gtf), "--gene", "SMALL"]
+    proc = subprocess.run(
+        [*base, "scan", str(sim.bam), "--table", "junctions", "-o", "-", *opts],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written, no folder named "-"
+    assert _run(["scan", sim.bam, "-o", tmp_path / "files", *opts]) == 0
+    on_disk = (tmp_path / "files" / "P1_relapse.junctions.tsv").read_text()
+    assert proc.stdout == on_disk
+    for argv in (
+        ["scan", str(sim.bam), "-o", "-", *opts],
+        ["compare", "--baseline", str(sim.bam), "--relapse", str(sim.bam), "-o", "-", *opts],
+        ["run", str(tmp_path / "sheet.tsv"), "-o", "-", *opts],
+        ["scan", str(sim.bam), "--table", "exons", "-o", str(tmp_path / "x"), *opts],
+    ):
+        bad = subprocess.run([*base, *argv], capture_output=True, text=True, cwd=tmp_path)
+        assert bad.returncode == 64, (argv, bad.stderr)
+        assert bad.stderr.startswith("cd22scan: error:") and bad.stdout == ""
+        assert not (tmp_path / "-").exists() and not (tmp_path / "x").exists()
+
+
+def test_two_stdin_scans_into_one_folder_need_a_sample_name(small_plus, tmp_path):
+    sim, gtf = small_plus
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "cd22scan.cli", "scan", "-", "-o", str(out), "--gtf", str(gtf)]
+    cmd += ["--gene", "SMALL", "-@", "2"]
+
+    def piped(*extra: str):
+        with open(sim.bam, "rb") as handle:
+            return subprocess.run([*cmd, *extra], stdin=handle, capture_output=True, text=True)
+
+    first = piped()
+    assert first.returncode == 0, first.stderr
+    summary = out / "P1_relapse.summary.json"
+    before = summary.read_bytes()
+    second = piped()
+    assert second.returncode == 64 and "--sample" in second.stderr, second.stderr
+    assert summary.read_bytes() == before
+    third = piped("--sample", "again")
+    assert third.returncode == 0 and (out / "again.summary.json").is_file()
+
+
+def test_version_names_cd22scan_pysam_and_htslib(capsys):
+    import pysam.version
+
+    assert main(["--version"]) == 0
+    text = capsys.readouterr().out.strip()
+    assert text.startswith("cd22scan ")
+    assert f"pysam {pysam.__version__}" in text
+    assert f"htslib {pysam.version.__htslib_version__}" in text
+
+
+def test_region_scans_a_window_as_one_pseudo_exon(small_plus, tmp_path, capsys):
+    """--region chr:start-end: one exon over the window; its fragments equal the gene scan's
+    count of the exon with the same coordinates (same definition: an aligned base inside)."""
+    sim, gtf = small_plus
+    gene_scan = scan(str(sim.bam), gtf=str(gtf), gene="SMALL")
+    exon2 = gene_scan.exons.filter(pl.col("exon") == 2).row(0, named=True)
+    region = f"{exon2['contig']}:{exon2['start']:,}-{exon2['end']}"
+    assert _run(["scan", sim.bam, "--region", region, "-o", tmp_path / "r"]) == 0
+    exons = pl.read_csv(next((tmp_path / "r").glob("*.exons.tsv")), separator="\t")
+    assert exons.height == 1
+    row = exons.row(0, named=True)
+    assert (row["start"], row["end"]) == (exon2["start"], exon2["end"])
+    assert row["gene"] == f"{exon2['contig']}:{exon2['start']}-{exon2['end']}"
+    assert row["fragments"] == exon2["fragments"] > 0
+    from cd22scan.scandir import load_scan
+
+    loaded = load_scan(tmp_path / "r")  # compare reads a region scan back
+    assert loaded.model.gene == row["gene"] and loaded.model.transcript == "region"
+    capsys.readouterr()
+    for bad in ("chrT:200-100", "chrT", "chrT:x-10"):
+        assert _run(["scan", sim.bam, "--region", bad, "-o", tmp_path / "bad"]) == 64
+        assert "--region" in capsys.readouterr().err

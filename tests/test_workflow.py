@@ -66,9 +66,14 @@ RUN_TIME_KEYS = ("started", "seconds")
 
 
 def _files(root: Path) -> dict[str, Path]:
-    """Every file under root by relative path; the workflow's own logs/ are its only extra."""
+    """Every file under root by relative path; the workflow's own logs/ are its only extra, and
+    run's manifest.tsv is run's own (Snakemake keeps its own record of what it wrote)."""
     found = {str(p.relative_to(root)): p for p in sorted(root.rglob("*")) if p.is_file()}
-    return {name: p for name, p in found.items() if not name.startswith("logs/")}
+    return {
+        name: p
+        for name, p in found.items()
+        if not name.startswith("logs/") and name != "manifest.tsv"
+    }
 
 
 def _same_content(name: str, got: Path, want: Path, got_root: Path, want_root: Path) -> None:
@@ -156,3 +161,19 @@ def test_sample_sheet_text_never_reaches_the_shell_unquoted(cohort):
     assert not list(work.glob("PWNED*"))
     verdicts = pl.read_csv(work / "o u t" / "cohort_verdicts.tsv", separator="\t")
     assert verdicts.select("patient", "baseline", "relapse").row(0) == ("P 9", base, rel)
+
+
+def test_snakefile_declares_threads_and_an_environment():
+    """Every rule that runs a job has threads: and conda:, the scan passes its threads as -@,
+    and the environment file it names is shipped beside it."""
+    text = snakefile_path().read_text()
+    rules = text.split("\nrule ")[1:]
+    jobs = [r for r in rules if "shell:" in r]
+    assert len(jobs) == 3
+    for rule in jobs:
+        assert "threads:" in rule and "conda:" in rule, rule.splitlines()[0]
+    scan_rule = next(r for r in jobs if r.startswith("scan:"))
+    assert "-@ {threads}" in scan_rule
+    env = snakefile_path().parent / "environment.yaml"
+    assert 'ENV = "environment.yaml"' in text and env.is_file()
+    assert "pysam" in env.read_text() and "cd22scan" in env.read_text()
