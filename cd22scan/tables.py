@@ -42,6 +42,7 @@ JUNCTION_SCHEMA: dict[str, pl.DataType] = {
     "reads": pl.Int64,
     "max_anchor": pl.Int64,
     "annotated": pl.Boolean,
+    "transcripts": pl.Utf8,
     "donor_exon": pl.Int64,
     "acceptor_exon": pl.Int64,
     "skipped_exons": pl.Utf8,
@@ -156,7 +157,6 @@ def junction_table(
     ``motif`` (splice-site dinucleotides in the reference) or ``gene`` (the target gene's strand,
     the last resort for unstranded reads without XS and without a reference).
     """
-    introns = {(i.start, i.end) for i in model.introns()}
     exons = model.genomic_exons()
     by_start = {e.start: e.number for e in exons}
     by_end = {e.end: e.number for e in exons}
@@ -197,6 +197,8 @@ def junction_table(
         else:
             donor, acceptor = right_exon, left_exon
         skipped = [e.number for e in exons if e.start >= start and e.end <= end]
+        # annotated: an intron of any transcript of the gene (GeneModel.junction_transcripts)
+        transcripts = model.junction_transcripts(start, end)
         rows.append(
             {
                 "sample": sample,
@@ -206,7 +208,8 @@ def junction_table(
                 "strand": strand,
                 "reads": frags,
                 "max_anchor": anchor,
-                "annotated": (start, end) in introns,
+                "annotated": bool(transcripts),
+                "transcripts": ",".join(transcripts) or None,
                 "donor_exon": donor,
                 "acceptor_exon": acceptor,
                 "skipped_exons": _format_exon_numbers(skipped) or None,
