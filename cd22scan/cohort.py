@@ -24,9 +24,9 @@ from cd22scan.compare import Comparison, Thresholds, compare_samples
 from cd22scan.console import progress, setup_worker
 from cd22scan.errors import Cd22scanError, InputError
 from cd22scan.multiqc import sample_metrics, write_multiqc_files
-from cd22scan.outputs import prepare_out_dir, write_json, write_scan, write_table
+from cd22scan.outputs import prepare_out_dir, write_json, write_table
 from cd22scan.report_html import write_cohort_report, write_pair_report
-from cd22scan.scandir import load_scan
+from cd22scan.scandir import load_scan, write_scan
 from cd22scan.scanner import ScanParams, ScanResult, scan
 from cd22scan.vcf_outputs import write_pair_vcf
 

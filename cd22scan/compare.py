@@ -80,16 +80,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import polars as pl
 
 from cd22scan.annotation import GeneModel
+from cd22scan.calling import SampleCalls, call_sample
 from cd22scan.errors import UsageError
-from cd22scan.scanner import ScanResult, reference_fetch
-from cd22scan.splicing import call_events
+from cd22scan.scanner import ScanResult
 from cd22scan.stats import (
     benjamini_hochberg,
     beta_binomial_two_sample_test,
@@ -98,13 +99,13 @@ from cd22scan.stats import (
     rho_from_nb_dispersion,
 )
 from cd22scan.variants import COLUMNS as VARIANT_COLUMNS
-from cd22scan.variants import call_variants
 
 __all__ = [
     "EVENT_COLUMNS",
     "EVENT_TYPES",
     "MUTATION_COLUMNS",
     "PROTEIN_ALTERING",
+    "THRESHOLD_OPTIONS",
     "VERDICT_COLUMNS",
     "Comparison",
     "Thresholds",
@@ -233,6 +234,57 @@ class Thresholds:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Thresholds:
+        """Thresholds from ``{field name: value}``; fields not given keep their defaults."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise UsageError(f"unknown threshold(s) {', '.join(unknown)}; known: {sorted(known)}")
+        return cls(**options)
+
+    @classmethod
+    def from_args(cls, text: str) -> Thresholds:
+        """Thresholds from command-line options as ``cd22scan compare`` takes them
+        (``THRESHOLD_OPTIONS``), e.g. ``"--max-q 0.01 --min-delta-psi=0.2"``."""
+        by_option = {option: (name, kind) for option, name, kind, _ in THRESHOLD_OPTIONS}
+        words = shlex.split(text)
+        values: dict[str, Any] = {}
+        i = 0
+        while i < len(words):
+            option, _, value = words[i].partition("=")
+            if option not in by_option:
+                raise UsageError(
+                    f"compare options {text!r}: {words[i]!r} is not a threshold option "
+                    f"({', '.join(by_option)})"
+                )
+            if not _:
+                if i + 1 >= len(words):
+                    raise UsageError(f"compare options {text!r}: {option} needs a value")
+                i += 1
+                value = words[i]
+            name, kind = by_option[option]
+            try:
+                values[name] = kind(value)
+            except ValueError:
+                raise UsageError(
+                    f"compare options {text!r}: {option} needs a {kind.__name__}, got {value!r}"
+                ) from None
+            i += 1
+        return cls.from_options(values)
+
+
+# Command-line option -> (Thresholds field, type, help); the CLI and the workflow both read this.
+THRESHOLD_OPTIONS: tuple[tuple[str, str, type, str], ...] = (
+    ("--max-log2fc", "min_log2fc_loss", float, "expression/exon loss needs log2FC <= this"),
+    ("--min-delta-psi", "min_delta_psi", float, "|ΔPSI| for splicing events"),
+    ("--min-delta-ir", "min_delta_ir", float, "|ΔIR| for intron retention"),
+    ("--min-delta-vaf", "min_delta_vaf", float, "ΔVAF for mutations"),
+    ("--max-q", "max_q", float, "Benjamini-Hochberg q within a pair"),
+    ("--min-event-reads", "min_reads", int, "reads behind an event"),
+    ("--dispersion", "dispersion", float, "beta-binomial over-dispersion for proportions"),
+)
+
 
 @dataclass
 class Comparison:
@@ -269,11 +321,9 @@ def _by(frame: pl.DataFrame, key: str) -> dict[Any, dict[str, Any]]:
     return {row[key]: row for row in frame.iter_rows(named=True)}
 
 
-def _fetch_for(result: ScanResult, given: RefFetch | None) -> RefFetch | None:
-    if given is not None:
-        return given
-    reference = (result.summary.get("parameters") or {}).get("reference")
-    return reference_fetch(reference, result.model.contig) if reference else None
+def _calls_for(result: ScanResult, given: RefFetch | None) -> SampleCalls:
+    """The scan's own calls, or calls made with the reference bases the caller hands in."""
+    return result.calls if given is None else call_sample(result, given)
 
 
 # --- per event type ------------------------------------------------------------------------------
@@ -458,16 +508,11 @@ def _allele_row(
 
 
 def _mutation_rows(
-    b: ScanResult, r: ScanResult, fetch_b: RefFetch | None, fetch_r: RefFetch | None, t: Thresholds
+    b: ScanResult, r: ScanResult, sb: SampleCalls, sr: SampleCalls, t: Thresholds
 ) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], dict[str, Any]]]]:
     """The mutation event rows and, for each, the (baseline, relapse) allele rows."""
     # Every allele seen at all (min_alt 1, VAF 0), so the other sample's counts can be looked up.
-    calls_b = call_variants(
-        b.bases, b.indels, b.model, fetch_b, sample=b.sample, min_alt=1, min_vaf=0.0
-    )
-    calls_r = call_variants(
-        r.bases, r.indels, r.model, fetch_r, sample=r.sample, min_alt=1, min_vaf=0.0
-    )
+    calls_b, calls_r = sb.alleles, sr.alleles
     key = ("pos", "ref", "alt")
     vb = {tuple(x[k] for k in key): x for x in calls_b.iter_rows(named=True)}
     vr = {tuple(x[k] for k in key): x for x in calls_r.iter_rows(named=True)}
@@ -776,10 +821,9 @@ def compare_samples(
             f"{relapse.sample} ({mr.gene} {mr.transcript} on {mr.contig}): different gene models"
         )
     pair = f"{baseline.sample}_vs_{relapse.sample}"
-    fb, fr = call_events(baseline), call_events(relapse)
-    fetch_b = _fetch_for(baseline, baseline_fetch)
-    fetch_r = _fetch_for(relapse, relapse_fetch)
-    mutation_rows, alleles = _mutation_rows(baseline, relapse, fetch_b, fetch_r, t)
+    sb, sr = _calls_for(baseline, baseline_fetch), _calls_for(relapse, relapse_fetch)
+    fb, fr = sb.frames(), sr.frames()
+    mutation_rows, alleles = _mutation_rows(baseline, relapse, sb, sr, t)
     rows = [
         *_expression_rows(baseline, relapse, t),
         *_exon_rows(fb["expression"], fr["expression"], mb, t),
@@ -802,7 +846,7 @@ def compare_samples(
         ),
         "mutation": _status(
             "mutation" in mechanisms,
-            _mutation_power(baseline, relapse, fetch_b is not None and fetch_r is not None, t),
+            _mutation_power(baseline, relapse, sb.has_reference and sr.has_reference, t),
         ),
     }
     verdict_text = _verdict_text(rows, statuses)

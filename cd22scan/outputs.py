@@ -149,33 +149,3 @@ def staged_outputs(out_dir: Path, last: str) -> Iterator[Path]:
             raise OutputError(f"{out_dir}: cannot write ({exc.strerror or exc})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def write_scan(result: Any, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write NAME.exons, .junctions, .introns, .indels (each .tsv and .parquet), .bases.parquet,
-    .junctions.bed, .variants.vcf.gz (+ .tbi) and NAME.summary.json (last) into ``out_dir``,
-    all or none."""
-    from cd22scan.formats import write_junctions_bed12
-    from cd22scan.vcf_outputs import write_scan_vcf
-
-    path = prepare_out_dir(out_dir)
-    name = result.sample
-    files = {
-        "exons": f"{name}.exons.tsv",
-        "junctions": f"{name}.junctions.tsv",
-        "introns": f"{name}.introns.tsv",
-        "indels": f"{name}.indels.tsv",
-        "bases": f"{name}.bases.parquet",
-        "junctions_bed": f"{name}.junctions.bed",
-        "vcf": f"{name}.variants.vcf.gz",
-        "summary": f"{name}.summary.json",
-    }
-    with staged_outputs(path, files["summary"]) as stage:
-        for table in ("exons", "junctions", "introns", "indels"):
-            write_table(getattr(result, table), stage / files[table])
-        write_parquet(result.bases, stage / files["bases"])
-        write_junctions_bed12(result.junctions, stage / files["junctions_bed"])
-        write_scan_vcf(result, stage / files["vcf"])
-        # The summary goes last: its presence marks a complete scan directory.
-        write_json(result.summary, stage / files["summary"])
-    return {key: path / file for key, file in files.items()}

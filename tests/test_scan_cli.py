@@ -22,7 +22,7 @@ EXON_COLUMNS = [
     "mean_depth",
 ]  # fmt: skip
 JUNCTION_COLUMNS = [
-    "sample", "contig", "start", "end", "strand", "reads", "max_anchor", "annotated",
+    "sample", "contig", "start", "end", "strand", "reads", "max_anchor", "annotated", "transcripts",
     "donor_exon", "acceptor_exon", "skipped_exons", "strand_source",
 ]  # fmt: skip
 
