@@ -16,6 +16,7 @@ from cd22scan.compare import (
     VERDICT_COLUMNS,
     Thresholds,
     _mechanism,
+    _q_values,
     compare_samples,
 )
 from cd22scan.simulate import (
@@ -318,3 +319,22 @@ def test_only_pass_mutations_count_as_escape():
     assert _mechanism({**row, "filter": "strand_bias;duplicates"}) is None
     assert _mechanism({**row, "direction": "down"}) is None
     assert _mechanism({**row, "consequence": "synonymous_variant"}) is None
+
+
+def test_prespecified_hypotheses_are_not_diluted_by_empty_rows():
+    def row(kind, p, reads, known=None):
+        return {"event_type": kind, "p_value": p, "baseline_reads": reads, "relapse_reads": reads,
+                "known_event": known}  # fmt: skip
+
+    rows = [
+        row("expression_loss", 0.03, 3000),
+        row("exon_skipping", 0.01, 40, known="Δex2"),
+        *[row("novel_junction", 1.0, 0) for _ in range(20)],  # no read in either sample
+        row("exon_skipping", 0.004, 12),
+        row("intron_retention", 0.5, 30),
+    ]
+    q = _q_values(rows)
+    # expression and the known event: BH over those two only
+    assert q[0] == pytest.approx(0.03) and q[1] == pytest.approx(0.02)
+    assert q[2:22] == [1.0] * 20  # left out of the correction
+    assert q[22] == pytest.approx(0.008) and q[23] == pytest.approx(0.5)
