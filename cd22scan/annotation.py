@@ -88,6 +88,12 @@ class GeneModel:
     selection: str  # why this transcript
     known_events: tuple[KnownEvent, ...] = ()
     exon_domains: tuple[tuple[int, str], ...] = field(default=(), compare=False)
+    # Introns of every transcript of the gene on the model's contig and strand, as
+    # (start, end, transcript ids): first and last intronic base, 1-based inclusive, sorted.
+    # Empty means "only the chosen transcript is known" (``junction_transcripts`` falls back).
+    annotated_junctions: tuple[tuple[int, int, tuple[str, ...]], ...] = field(
+        default=(), compare=False
+    )
 
     def __post_init__(self) -> None:
         where = f"gene model {self.gene} {self.transcript}"
@@ -151,6 +157,18 @@ class GeneModel:
                 start, end = second.end + 1, first.start - 1
             out.append(Intron(first.number, start, end))
         return tuple(out)
+
+    def junction_transcripts(self, start: int, end: int) -> tuple[str, ...]:
+        """Transcripts of the gene with the intron ``start``-``end`` (1-based inclusive), or ().
+
+        The chosen transcript is always counted for its own introns, so a model without
+        ``annotated_junctions`` still knows its own."""
+        found = {
+            tx for s, e, ids in self.annotated_junctions if (s, e) == (start, end) for tx in ids
+        }
+        if any((i.start, i.end) == (start, end) for i in self.introns()):
+            found.add(self.transcript)
+        return tuple(sorted(found))
 
     def window(self, padding: int = 0) -> tuple[int, int]:
         """The transcript span plus ``padding`` on each side, 0-based half-open, clipped at 0.
@@ -1018,6 +1036,7 @@ def _to_model(tx: _Transcript, scan: _GtfScan, label: str, selection: str) -> Ge
             f"outside its exons {lo}-{hi}"
         )
     return GeneModel(
+        annotated_junctions=_transcript_introns(scan.transcripts.values(), contig, strand),
         gene=tx.gene_name,
         transcript=tx.transcript_id,
         contig=contig,
@@ -1030,6 +1049,21 @@ def _to_model(tx: _Transcript, scan: _GtfScan, label: str, selection: str) -> Ge
         selection=selection,
         known_events=(),
     )
+
+
+def _transcript_introns(
+    transcripts: Iterable[_Transcript], contig: str, strand: str
+) -> tuple[tuple[int, int, tuple[str, ...]], ...]:
+    """(start, end, transcript ids) of every intron of the transcripts on ``contig``/``strand``
+    (1-based inclusive, the GTF's system); transcripts elsewhere or with bad exons are left out."""
+    by_intron: dict[tuple[int, int], list[str]] = {}
+    for tx in transcripts:
+        if set(tx.places) != {(contig, strand)}:
+            continue
+        for (_, e1), (s2, _) in itertools.pairwise(sorted(tx.exons)):
+            if s2 > e1 + 1:
+                by_intron.setdefault((e1 + 1, s2 - 1), []).append(tx.transcript_id)
+    return tuple((s, e, tuple(sorted(ids))) for (s, e), ids in sorted(by_intron.items()))
 
 
 # --- model vs BAM header -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from cd22scan import __version__
 from cd22scan.errors import Cd22scanError, UsageError
+from cd22scan.samflags import DEFAULT_EXCLUDE_FLAGS, FLAG_DUPLICATE
 
 log = logging.getLogger("cd22scan")
 
@@ -36,7 +37,8 @@ def _flag_mask(text: str) -> int:
         return int(text, 0)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected a flag mask such as 0x704 or 1796, got {text!r}"
+            f"expected a flag mask such as {DEFAULT_EXCLUDE_FLAGS:#x} or {DEFAULT_EXCLUDE_FLAGS}, "
+            f"got {text!r}"
         ) from None
 
 
@@ -79,14 +81,15 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
     r.add_argument(
         "--exclude-flags",
         type=_flag_mask,
-        default=0x704,
-        help="skip records with any of these FLAG bits (samtools --ff) [0x704: unmapped, "
+        default=DEFAULT_EXCLUDE_FLAGS,
+        help="skip records with any of these FLAG bits (samtools --ff) "
+        f"[{DEFAULT_EXCLUDE_FLAGS:#x}: unmapped, "
         "secondary, QC-fail, duplicate]",
     )
     r.add_argument(
         "--keep-duplicates",
         action="store_true",
-        help="count duplicate-flagged reads (clears 0x400)",
+        help=f"count duplicate-flagged reads (clears {FLAG_DUPLICATE:#x})",
     )
     r.add_argument(
         "--no-overlap-dedup",
@@ -117,7 +120,7 @@ def _params_from_args(args: argparse.Namespace):
 
     flags = args.exclude_flags
     if args.keep_duplicates:
-        flags &= ~0x400
+        flags &= ~FLAG_DUPLICATE
     return ScanParams(
         gene=args.gene,
         build=args.build,
@@ -144,7 +147,8 @@ SCAN_TABLES = ("exons", "junctions", "introns", "indels")
 def _cmd_scan(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cd22scan.outputs import check_out_dir, write_scan
+    from cd22scan.outputs import check_out_dir
+    from cd22scan.scandir import write_scan
     from cd22scan.scanner import scan
 
     to_stdout = args.out == "-"
@@ -203,65 +207,20 @@ def _table_to_stdout(result, table: str) -> None:
 
 
 def _add_threshold_options(p: argparse.ArgumentParser) -> None:
-    from cd22scan.compare import Thresholds
+    from cd22scan.compare import THRESHOLD_OPTIONS, Thresholds
 
     d = Thresholds()
     g = p.add_argument_group("calling thresholds (all must hold for an event to be called)")
-    g.add_argument(
-        "--max-log2fc",
-        type=float,
-        default=d.min_log2fc_loss,
-        help=f"expression/exon loss needs log2FC <= this [{d.min_log2fc_loss}]",
-    )
-    g.add_argument(
-        "--min-delta-psi",
-        type=float,
-        default=d.min_delta_psi,
-        help=f"|ΔPSI| for splicing events [{d.min_delta_psi}]",
-    )
-    g.add_argument(
-        "--min-delta-ir",
-        type=float,
-        default=d.min_delta_ir,
-        help=f"|ΔIR| for intron retention [{d.min_delta_ir}]",
-    )
-    g.add_argument(
-        "--min-delta-vaf",
-        type=float,
-        default=d.min_delta_vaf,
-        help=f"ΔVAF for mutations [{d.min_delta_vaf}]",
-    )
-    g.add_argument(
-        "--max-q",
-        type=float,
-        default=d.max_q,
-        help=f"Benjamini-Hochberg q within a pair [{d.max_q}]",
-    )
-    g.add_argument(
-        "--min-event-reads",
-        type=int,
-        default=d.min_reads,
-        help=f"reads behind an event [{d.min_reads}]",
-    )
-    g.add_argument(
-        "--dispersion",
-        type=float,
-        default=d.dispersion,
-        help=f"beta-binomial over-dispersion for proportions [{d.dispersion}]",
-    )
+    for option, name, kind, text in THRESHOLD_OPTIONS:
+        default = getattr(d, name)
+        g.add_argument(option, dest=name, type=kind, default=default, help=f"{text} [{default}]")
 
 
 def thresholds_from_namespace(args: argparse.Namespace):
-    from cd22scan.compare import Thresholds
+    from cd22scan.compare import THRESHOLD_OPTIONS, Thresholds
 
-    return Thresholds(
-        min_log2fc_loss=args.max_log2fc,
-        min_delta_psi=args.min_delta_psi,
-        min_delta_ir=args.min_delta_ir,
-        min_delta_vaf=args.min_delta_vaf,
-        max_q=args.max_q,
-        min_reads=args.min_event_reads,
-        dispersion=args.dispersion,
+    return Thresholds.from_options(
+        {name: getattr(args, name) for _, name, _, _ in THRESHOLD_OPTIONS}
     )
 
 
@@ -331,7 +290,8 @@ def _out_dir(args: argparse.Namespace) -> str:
 def _cmd_compare(args: argparse.Namespace) -> int:
 
     from cd22scan.compare import compare_samples
-    from cd22scan.outputs import prepare_out_dir, write_scan, write_table
+    from cd22scan.outputs import prepare_out_dir, write_table
+    from cd22scan.scandir import write_scan
     from cd22scan.scanner import load_target
 
     out = prepare_out_dir(_out_dir(args))

@@ -29,14 +29,12 @@ from cd22scan.outputs import (
     MANIFEST,
     prepare_out_dir,
     read_manifest,
-    scan_file_names,
     write_json,
     write_manifest,
-    write_scan,
     write_table,
 )
 from cd22scan.report_html import write_cohort_report, write_pair_report
-from cd22scan.scandir import load_scan
+from cd22scan.scandir import load_scan, scan_file_names, write_scan
 from cd22scan.scanner import ScanParams, ScanResult, load_target, scan
 from cd22scan.vcf_outputs import NO_REFERENCE_NOTE, write_pair_vcf
 
@@ -268,27 +266,45 @@ def _load(row: SheetRow, scans_dir: Path) -> ScanResult:
 
 
 def cohort_summary(verdicts: pl.DataFrame, patients: list[str]) -> pl.DataFrame:
-    """How many patients show each mechanism in any of their pairs, as the papers report it."""
+    """How many patients show each mechanism in any of their pairs, out of the patients in whom
+    it could have been seen (as the papers report it, with the denominator stated).
+
+    A patient counts as assessable for a mechanism when any pair's ``MECHANISM_status`` is not
+    ``not assessable (...)`` (a verdict without status columns, from before they existed, is
+    taken as assessable) or when a pair shows it; ``any_escape`` is assessable when every
+    mechanism is."""
     compared = sorted(set(verdicts["patient"].to_list())) if verdicts.height else []
+    escape: dict[str, set[str]] = {}
+    assessable: dict[str, set[str]] = {}
+    for column, _ in MECHANISMS:
+        escape[column], assessable[column] = set(), set()
+        status = f"{column}_status"
+        for row in verdicts.iter_rows(named=True) if verdicts.height else ():
+            if row.get(column):
+                escape[column].add(row["patient"])
+            text = row.get(status)
+            if row.get(column) or not (text or "").startswith("not assessable"):
+                assessable[column].add(row["patient"])
+    escape["any_escape"] = set().union(*(escape[c] for c, _ in MECHANISMS))
+    assessable["any_escape"] = escape["any_escape"] | set.intersection(
+        *(assessable[c] for c, _ in MECHANISMS)
+    )
     rows = []
     for column, label in (*MECHANISMS, ("any_escape", "any escape")):
-        if verdicts.height:
-            flag = (
-                pl.any_horizontal([pl.col(c) for c, _ in MECHANISMS])
-                if column == "any_escape"
-                else pl.col(column)
-            )
-            hit = verdicts.filter(flag)["patient"].unique().sort().to_list()
-        else:
-            hit = []
+        hit = sorted(escape[column])
+        n_ok = len(assessable[column])
+        n_not = len(compared) - n_ok
+        text = f"{label} {len(hit)} of {n_ok} assessable" + (f", {n_not} not" if n_not else "")
         rows.append(
             {
                 "mechanism": column,
                 "patients_with": len(hit),
                 "patients_compared": len(compared),
+                "patients_assessable": n_ok,
+                "patients_not_assessable": n_not,
                 "patients_in_sheet": len(patients),
                 "patients": ",".join(hit),
-                "text": f"{label} {len(hit)} of {len(compared)}",
+                "text": text,
             }
         )
     return pl.DataFrame(rows)

@@ -16,7 +16,9 @@ negative-binomial dispersion), and a row is **called** only when, together,
 
 * its effect passes the effect-size threshold (log2FC ≤ ``min_log2fc_loss``, |ΔPSI| ≥
   ``min_delta_psi``, |ΔIR| ≥ ``min_delta_ir``, |ΔVAF| ≥ ``min_delta_vaf``),
-* q < ``max_q`` (Benjamini–Hochberg over every tested row of the pair), and
+* q < ``max_q`` (Benjamini–Hochberg in two families: the pre-specified hypotheses, gene
+  expression and the target's known events, apart from all other rows; rows without a read in
+  either sample are left out of the correction, q = 1, as DESeq2's independent filtering), and
 * the sample where the event is seen (the one with the larger value) has ≥ ``min_reads`` reads
   behind it (fragments of the gene or exon, junction reads, retained reads, alt reads).
 
@@ -50,26 +52,45 @@ Tests, per ``event_type`` (effects are relapse − baseline, or log2 relapse / b
   same VCF allele are looked up (0 alt reads and the site's depth when absent). effect = ΔVAF;
   p = beta-binomial on alt reads of depth.
 
+* ``isoform_shift``: an ``exon_skipping`` or ``novel_junction`` row whose junction is an
+  intron of another annotated transcript of the gene (``transcripts`` names them; see
+  ``GeneModel.junction_transcripts``), tested the same way. A known event of the target stays
+  ``exon_skipping`` even when an isoform has it (a pre-specified hypothesis).
+
 ``direction`` is ``up`` (effect > 0) or ``down`` (< 0), null for no change. Only losses can be
-called for ``expression_loss`` / ``exon_loss``. The verdict counts as escape evidence: a called
-expression or exon loss (antigen loss); a called splicing row with direction ``up`` (more
-aberrant at relapse: more skipping, retention or novel splicing); a called mutation with direction
-``up`` whose consequence alters the protein or a splice site (``PROTEIN_ALTERING``).
+called for ``expression_loss`` / ``exon_loss``. ``escape`` marks a called row that is escape
+evidence, which only the escape direction is: a called expression loss or loss of a coding exon
+(antigen loss); ``up`` (more at relapse) skipping of coding exons or of a known event, more
+intron retention, a new junction inside the gene, or an isoform shift that loses the protein
+(frameshift, start- or stop-lost) (aberrant splicing); an ``up`` mutation whose consequence alters
+the protein or a splice site (``PROTEIN_ALTERING``) and whose FILTER is PASS (null counts as PASS).
+Other called rows are changes: listed in the verdict text, not counted as escape.
+
+Verdict per mechanism (``antigen_loss_status``, ``aberrant_splicing_status``,
+``mutation_status``): ``escape``, ``no escape detected``, or ``not assessable (why)`` when an
+event of the minimum size in force could not have been called with this pair's counts (its
+test alone would not reach ``max_q`` or fewer than ``min_reads`` reads would show it):
+antigen loss from the baseline's fragments and the library sizes; aberrant splicing at the donor
+of a known skipping event (or of any annotated intron when the target has none), a ΔPSI of
+``min_delta_psi`` from 0; mutation at the median depth over the CDS (uncovered bases count 0),
+a new allele at ``min_delta_vaf``, and only with a reference (consequences need one).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import polars as pl
 
+from cd22scan.annotation import GeneModel
+from cd22scan.calling import SampleCalls, call_sample
 from cd22scan.errors import UsageError
-from cd22scan.scanner import ScanResult, reference_fetch
-from cd22scan.splicing import call_events
+from cd22scan.scanner import ScanResult
 from cd22scan.stats import (
     benjamini_hochberg,
     beta_binomial_two_sample_test,
@@ -78,13 +99,13 @@ from cd22scan.stats import (
     rho_from_nb_dispersion,
 )
 from cd22scan.variants import COLUMNS as VARIANT_COLUMNS
-from cd22scan.variants import call_variants
 
 __all__ = [
     "EVENT_COLUMNS",
     "EVENT_TYPES",
     "MUTATION_COLUMNS",
     "PROTEIN_ALTERING",
+    "THRESHOLD_OPTIONS",
     "VERDICT_COLUMNS",
     "Comparison",
     "Thresholds",
@@ -99,9 +120,10 @@ EVENT_TYPES = (
     "exon_skipping",
     "intron_retention",
     "novel_junction",
+    "isoform_shift",
     "mutation",
 )
-SPLICING_TYPES = ("exon_skipping", "intron_retention", "novel_junction")
+SPLICING_TYPES = ("exon_skipping", "intron_retention", "novel_junction", "isoform_shift")
 LOSS_TYPES = ("expression_loss", "exon_loss")
 
 PROTEIN_ALTERING = frozenset(
@@ -139,6 +161,9 @@ EVENT_COLUMNS = {
     "q_value": pl.Float64,
     "called": pl.Boolean,
     "direction": pl.Utf8,
+    # added later (new columns go at the end: the column order is an interface)
+    "escape": pl.Boolean,
+    "transcripts": pl.Utf8,
 }
 
 VERDICT_COLUMNS = {
@@ -152,6 +177,12 @@ VERDICT_COLUMNS = {
     "n_called": pl.Int64,
     "verdict": pl.Utf8,
     "thresholds": pl.Utf8,
+    # added later (new columns go at the end: the column order is an interface)
+    "antigen_loss_status": pl.Utf8,
+    "aberrant_splicing_status": pl.Utf8,
+    "mutation_status": pl.Utf8,
+    "n_escape": pl.Int64,
+    "n_changes": pl.Int64,
 }
 
 # Comparison.mutations: one row per tested allele and sample (long form, the two samples of the
@@ -172,6 +203,10 @@ NO_EVIDENCE = "no evidence of antigen loss, mutation or aberrant splicing"
 _CANDIDATE_MIN_ALT = 3
 _CANDIDATE_MIN_VAF = 0.05
 _PSEUDOCOUNT = 0.5
+# A row's private flag while it is built: would a called row in the escape direction be escape
+# evidence (a coding exon, a known event, ...)? Dropped before the frame is made.
+_ESCAPE_IF_UP = "_escape_if_up"
+_PROTEIN_LOST = ("frameshift", "start-lost", "stop-lost")
 
 
 @dataclass(frozen=True)
@@ -200,6 +235,57 @@ class Thresholds:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Thresholds:
+        """Thresholds from ``{field name: value}``; fields not given keep their defaults."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise UsageError(f"unknown threshold(s) {', '.join(unknown)}; known: {sorted(known)}")
+        return cls(**options)
+
+    @classmethod
+    def from_args(cls, text: str) -> Thresholds:
+        """Thresholds from command-line options as ``cd22scan compare`` takes them
+        (``THRESHOLD_OPTIONS``), e.g. ``"--max-q 0.01 --min-delta-psi=0.2"``."""
+        by_option = {option: (name, kind) for option, name, kind, _ in THRESHOLD_OPTIONS}
+        words = shlex.split(text)
+        values: dict[str, Any] = {}
+        i = 0
+        while i < len(words):
+            option, _, value = words[i].partition("=")
+            if option not in by_option:
+                raise UsageError(
+                    f"compare options {text!r}: {words[i]!r} is not a threshold option "
+                    f"({', '.join(by_option)})"
+                )
+            if not _:
+                if i + 1 >= len(words):
+                    raise UsageError(f"compare options {text!r}: {option} needs a value")
+                i += 1
+                value = words[i]
+            name, kind = by_option[option]
+            try:
+                values[name] = kind(value)
+            except ValueError:
+                raise UsageError(
+                    f"compare options {text!r}: {option} needs a {kind.__name__}, got {value!r}"
+                ) from None
+            i += 1
+        return cls.from_options(values)
+
+
+# Command-line option -> (Thresholds field, type, help); the CLI and the workflow both read this.
+THRESHOLD_OPTIONS: tuple[tuple[str, str, type, str], ...] = (
+    ("--max-log2fc", "min_log2fc_loss", float, "expression/exon loss needs log2FC <= this"),
+    ("--min-delta-psi", "min_delta_psi", float, "|ΔPSI| for splicing events"),
+    ("--min-delta-ir", "min_delta_ir", float, "|ΔIR| for intron retention"),
+    ("--min-delta-vaf", "min_delta_vaf", float, "ΔVAF for mutations"),
+    ("--max-q", "max_q", float, "Benjamini-Hochberg q within a pair"),
+    ("--min-event-reads", "min_reads", int, "reads behind an event"),
+    ("--dispersion", "dispersion", float, "beta-binomial over-dispersion for proportions"),
+)
 
 
 @dataclass
@@ -237,11 +323,9 @@ def _by(frame: pl.DataFrame, key: str) -> dict[Any, dict[str, Any]]:
     return {row[key]: row for row in frame.iter_rows(named=True)}
 
 
-def _fetch_for(result: ScanResult, given: RefFetch | None) -> RefFetch | None:
-    if given is not None:
-        return given
-    reference = (result.summary.get("parameters") or {}).get("reference")
-    return reference_fetch(reference, result.model.contig) if reference else None
+def _calls_for(result: ScanResult, given: RefFetch | None) -> SampleCalls:
+    """The scan's own calls, or calls made with the reference bases the caller hands in."""
+    return result.calls if given is None else call_sample(result, given)
 
 
 # --- per event type ------------------------------------------------------------------------------
@@ -267,7 +351,9 @@ def _expression_rows(b: ScanResult, r: ScanResult, t: Thresholds) -> list[dict[s
     ]
 
 
-def _exon_rows(eb: pl.DataFrame, er: pl.DataFrame, t: Thresholds) -> list[dict[str, Any]]:
+def _exon_rows(
+    eb: pl.DataFrame, er: pl.DataFrame, model: GeneModel, t: Thresholds
+) -> list[dict[str, Any]]:
     """exon_loss rows. baseline_value / relapse_value are in the unit of the effect: the exon's
     fragments over the gene's fragments (0-1), and effect = log2 of their ratio (pseudocount
     0.5). An exon with no fragment in either sample is not tested (effect and p null)."""
@@ -282,10 +368,13 @@ def _exon_rows(eb: pl.DataFrame, er: pl.DataFrame, t: Thresholds) -> list[dict[s
         if nb <= 0 or nr <= 0:
             continue
         seen = kb > 0 or kr > 0
+        # losing a UTR-only exon does not remove the antigen (a model without a CDS cannot tell)
+        coding = model.cds_start is None or model.coding_part(model.exon(exon)) is not None
         rows.append(
             _row(
                 "exon_loss",
                 f"exon {exon}",
+                **{_ESCAPE_IF_UP: coding},
                 baseline_value=_share(kb, nb),
                 relapse_value=_share(kr, nr),
                 effect=log2_fold_change(kb, nb, kr, nr, _PSEUDOCOUNT) if seen else None,
@@ -325,7 +414,7 @@ def _canonical(ir: dict[Any, dict[str, Any]], intron: int | None) -> int:
     return int(row["spliced_reads"]) if row else 0
 
 
-def _skipping_rows(fb: dict, fr: dict, t: Thresholds) -> list[dict[str, Any]]:
+def _skipping_rows(fb: dict, fr: dict, model: GeneModel, t: Thresholds) -> list[dict[str, Any]]:
     sb, sr = _by(fb["skipping_events"], "event"), _by(fr["skipping_events"], "event")
     irb, irr = _by(fb["intron_retention"], "intron"), _by(fr["intron_retention"], "intron")
     any_row = {**sr, **sb}
@@ -337,18 +426,20 @@ def _skipping_rows(fb: dict, fr: dict, t: Thresholds) -> list[dict[str, Any]]:
         kr = sr[event]["reads"] if event in sr else 0
         cb = sb[event]["canonical_reads"] if event in sb else _canonical(irb, donor)
         cr = sr[event]["canonical_reads"] if event in sr else _canonical(irr, donor)
-        rows.append(
-            _proportion_row(
-                "exon_skipping",
-                event,
-                kb,
-                kb + cb,
-                kr,
-                kr + cr,
-                t,
-                known_event=any_row[event]["known_event"],
-            )
+        info = any_row[event]
+        known, transcripts = info["known_event"], info["transcripts"]
+        # A skip that another annotated transcript makes is an isoform shift, unless it is a
+        # known escape event of the target (a pre-specified hypothesis, annotated or not).
+        kind = "isoform_shift" if transcripts and not known else "exon_skipping"
+        row = _proportion_row(
+            kind, event, kb, kb + cb, kr, kr + cr, t, known_event=known, transcripts=transcripts
         )
+        # more skipping is escape evidence when it removes coding sequence (a model without a
+        # CDS cannot tell, so it counts); an isoform shift only when the protein is lost
+        coding = info["frame"] != "non-coding" or model.cds_start is None
+        lost = info["frame"] in _PROTEIN_LOST
+        row[_ESCAPE_IF_UP] = bool(known) or (lost if kind == "isoform_shift" else coding)
+        rows.append(row)
     return rows
 
 
@@ -360,6 +451,7 @@ def _retention_rows(fb: dict, fr: dict, t: Thresholds) -> list[dict[str, Any]]:
         kb, kr = round(xb["retained_reads"]), round(xr["retained_reads"])
         nb, nr = kb + xb["spliced_reads"], kr + xr["spliced_reads"]
         row = _proportion_row("intron_retention", f"intron {intron}", kb, nb, kr, nr, t)
+        row[_ESCAPE_IF_UP] = True  # more retention: fewer mature transcripts of the target
         # report the ratio as splicing.intron_retention defines it (unrounded)
         row["baseline_value"], row["relapse_value"] = xb["ir_ratio"], xr["ir_ratio"]
         if xb["ir_ratio"] is not None and xr["ir_ratio"] is not None:
@@ -392,9 +484,15 @@ def _novel_rows(
             nb, nr = kb + cb, kr + cr
         else:
             nb, nr = max(gene_b, kb), max(gene_r, kr)
-        rows.append(
-            _proportion_row("novel_junction", f"{contig}:{key[0]}-{key[1]}", kb, nb, kr, nr, t)
+        transcripts = info["transcripts"]
+        kind = "isoform_shift" if transcripts else "novel_junction"
+        row = _proportion_row(
+            kind, f"{contig}:{key[0]}-{key[1]}", kb, nb, kr, nr, t, transcripts=transcripts
         )
+        # a new junction inside the gene may break the protein; an annotated isoform's junction
+        # (frame unknown here) is reported as a change
+        row[_ESCAPE_IF_UP] = kind == "novel_junction" and bool(info["in_gene"])
+        rows.append(row)
     return rows
 
 
@@ -418,16 +516,11 @@ def _allele_row(
 
 
 def _mutation_rows(
-    b: ScanResult, r: ScanResult, fetch_b: RefFetch | None, fetch_r: RefFetch | None, t: Thresholds
+    b: ScanResult, r: ScanResult, sb: SampleCalls, sr: SampleCalls, t: Thresholds
 ) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], dict[str, Any]]]]:
     """The mutation event rows and, for each, the (baseline, relapse) allele rows."""
     # Every allele seen at all (min_alt 1, VAF 0), so the other sample's counts can be looked up.
-    calls_b = call_variants(
-        b.bases, b.indels, b.model, fetch_b, sample=b.sample, min_alt=1, min_vaf=0.0
-    )
-    calls_r = call_variants(
-        r.bases, r.indels, r.model, fetch_r, sample=r.sample, min_alt=1, min_vaf=0.0
-    )
+    calls_b, calls_r = sb.alleles, sr.alleles
     key = ("pos", "ref", "alt")
     vb = {tuple(x[k] for k in key): x for x in calls_b.iter_rows(named=True)}
     vr = {tuple(x[k] for k in key): x for x in calls_r.iter_rows(named=True)}
@@ -487,6 +580,7 @@ def _is_called(row: dict[str, Any], t: Thresholds) -> bool:
         bar = {
             "exon_skipping": t.min_delta_psi,
             "novel_junction": t.min_delta_psi,
+            "isoform_shift": t.min_delta_psi,
             "intron_retention": t.min_delta_ir,
             "mutation": t.min_delta_vaf,
         }[kind]
@@ -496,15 +590,25 @@ def _is_called(row: dict[str, Any], t: Thresholds) -> bool:
 
 
 def _mechanism(row: dict[str, Any]) -> str | None:
-    """The escape mechanism a called row is evidence for, or None."""
+    """The escape mechanism a called row is evidence for, or None (a change, not escape).
+
+    Only the escape direction counts: a loss of expression or of a coding exon; more skipping
+    of coding exons, more retention or a new junction in the gene at relapse (``up``); a new
+    (``up``) protein-altering mutation whose FILTER is PASS (a null FILTER counts as PASS)."""
     if not row["called"]:
         return None
     kind = row["event_type"]
     if kind in LOSS_TYPES:
-        return "antigen loss"
-    if kind in SPLICING_TYPES and row["direction"] == "up":
-        return "aberrant splicing"
-    if kind == "mutation" and row["direction"] == "up" and row["consequence"] in PROTEIN_ALTERING:
+        return "antigen loss" if row.get(_ESCAPE_IF_UP, True) else None
+    if kind in SPLICING_TYPES:
+        up = row["direction"] == "up" and row.get(_ESCAPE_IF_UP, True)
+        return "aberrant splicing" if up else None
+    if (
+        kind == "mutation"
+        and row["direction"] == "up"
+        and row["consequence"] in PROTEIN_ALTERING
+        and row.get("filter") in (None, "PASS")
+    ):
         return "mutation"
     return None
 
@@ -515,6 +619,7 @@ def _describe(row: dict[str, Any]) -> str:
         "exon_loss": "log2FC",
         "exon_skipping": "ΔPSI",
         "novel_junction": "ΔPSI",
+        "isoform_shift": "ΔPSI",
         "intron_retention": "ΔIR",
         "mutation": "ΔVAF",
     }[row["event_type"]]
@@ -523,6 +628,8 @@ def _describe(row: dict[str, Any]) -> str:
         feature = f"{feature} {row['hgvs_p']}"
     elif row["event_type"] == "expression_loss":
         feature = "gene expression"
+    elif row["event_type"] == "isoform_shift":
+        feature = f"isoform shift {feature}"
     return f"{feature} {label} {row['effect']:+.2f} (q={row['q_value']:.2g})"
 
 
@@ -530,16 +637,170 @@ def _strength(row: dict[str, Any]) -> tuple[float, float]:
     return (row["q_value"], -abs(row["effect"]))
 
 
-def _verdict_text(rows: list[dict[str, Any]]) -> str:
+# --- what the data could have shown --------------------------------------------------------------
+# A mechanism is assessable when an event of the minimum size in force would have been called
+# with the counts this pair has: the test of that event alone (a pre-specified hypothesis, before
+# any correction) reaches q < max_q and the sample where it would be seen has >= min_reads reads.
+
+_MIN_CANDIDATE_ALT = 3
+
+
+def _loss_power(b: ScanResult, r: ScanResult, t: Thresholds) -> str | None:
+    """None when a loss of the minimum fold would be called, else why not."""
+    kb = int(b.summary.get("fragments_on_gene") or 0)
+    nb, nr = b.summary.get("library_size"), r.summary.get("library_size")
+    if not nb or not nr:
+        return "no library size"
+    fold = 2**t.min_log2fc_loss
+    if kb < t.min_reads:
+        return f"baseline has {kb} fragments on the gene, fewer than min_reads {t.min_reads}"
+    kr = round(kb * nr / nb * fold)
+    rho = rho_from_nb_dispersion(t.expression_dispersion, share=nb / (nb + nr))
+    p = poisson_rate_test(kb, nb, kr, nr, dispersion=min(rho, 0.999))
+    if p < t.max_q:
+        return None
+    return (
+        f"a {1 / fold:.3g}-fold loss from {kb} baseline fragments would give p={p:.2g} "
+        f"(max_q {t.max_q})"
+    )
+
+
+def _proportion_power(nb: int, nr: int, share_b: float, delta: float, t: Thresholds) -> float:
+    """p of a rise of ``delta`` from ``share_b`` with these denominators (1.0 if untestable)."""
+    if nb <= 0 or nr <= 0:
+        return 1.0
+    kb = round(share_b * nb)
+    kr = round(min(1.0, share_b + delta) * nr)
+    if kr < t.min_reads:
+        return 1.0
+    return beta_binomial_two_sample_test(kb, nb, kr, nr, t.dispersion)
+
+
+def _median_int(values: list[int]) -> int:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else 0
+
+
+def _splicing_power(fb: dict, fr: dict, model: GeneModel, t: Thresholds) -> str | None:
+    """None when a ΔPSI of min_delta_psi (from no skipping) would be called at the donor of a
+    known skipping event of the target (the pre-specified hypotheses), or of any annotated
+    intron when the target has none; else why not. The donor's canonical junction reads in each
+    sample are the denominators (``spliced_reads`` of that intron)."""
+    irb, irr = _by(fb["intron_retention"], "intron"), _by(fr["intron_retention"], "intron")
+    if not irb or not irr:
+        return "the gene model has no introns"
+    known = [e for e in model.known_events if e.kind == "exon_skipping" and e.skipped_exons]
+    if known:
+        places = {e.name: min(e.skipped_exons) - 1 for e in known}
+    else:
+        places = {f"intron {k}": k for k in sorted(irb)}
+    best: tuple[float, str, int, int] | None = None
+    for name, intron in places.items():
+        nb, nr = _canonical(irb, intron), _canonical(irr, intron)
+        p = _proportion_power(nb, nr, 0.0, t.min_delta_psi, t)
+        if best is None or p < best[0]:
+            best = (p, name, nb, nr)
+    assert best is not None
+    p, name, nb, nr = best
+    if p < t.max_q:
+        return None
+    where = "known events" if known else "annotated introns"
+    return (
+        f"best of the {where}: {name} donor has {nb} (baseline) / {nr} (relapse) canonical "
+        f"junction reads; a ΔPSI of {t.min_delta_psi:g} would give p={p:.2g} or fewer than "
+        f"{t.min_reads} reads"
+    )
+
+
+def _coding_depths(result: ScanResult) -> list[int]:
+    model = result.model
+    parts = [model.coding_part(e) for e in model.exons]
+    parts = [x for x in parts if x]
+    if not parts or result.bases.height == 0:
+        return []
+    inside = pl.any_horizontal([pl.col("pos").is_between(lo, hi) for lo, hi in parts])
+    return [int(x) for x in result.bases.filter(inside)["depth"].to_list()]
+
+
+def _mutation_power(b: ScanResult, r: ScanResult, has_reference: bool, t: Thresholds) -> str | None:
+    """None when a new allele at ΔVAF min_delta_vaf would be called at the median coding depth
+    (uncovered coding bases count as depth 0); else why not."""
+    if not has_reference:
+        return "no reference: consequences of variants cannot be named"
+    model = b.model
+    if model.cds_start is None:
+        return "the gene model has no CDS"
+    cds = model.cds_length()
+    depth_b, depth_r = _coding_depths(b), _coding_depths(r)
+    nb = _median_int(depth_b + [0] * max(0, cds - len(depth_b)))
+    nr = _median_int(depth_r + [0] * max(0, cds - len(depth_r)))
+    kr = round(t.min_delta_vaf * nr)
+    if nr > 0 and kr >= max(t.min_reads, _MIN_CANDIDATE_ALT) and nb > 0:
+        p = beta_binomial_two_sample_test(0, nb, kr, nr, t.dispersion)
+        if p < t.max_q:
+            return None
+    else:
+        p = 1.0
+    return (
+        f"median coding depth {nb} (baseline) / {nr} (relapse): a new allele at VAF "
+        f"{t.min_delta_vaf:g} would have {kr} alt reads (min_reads {t.min_reads}), p={p:.2g}"
+    )
+
+
+ESCAPE = "escape"
+NO_ESCAPE = "no escape detected"
+
+
+def _status(escaped: bool, why_not: str | None) -> str:
+    if escaped:
+        return ESCAPE
+    return NO_ESCAPE if why_not is None else f"not assessable ({why_not})"
+
+
+def _verdict_text(rows: list[dict[str, Any]], statuses: dict[str, str]) -> str:
     best: dict[str, dict[str, Any]] = {}
     for row in rows:
         mechanism = _mechanism(row)
         if mechanism and (mechanism not in best or _strength(row) < _strength(best[mechanism])):
             best[mechanism] = row
-    if not best:
-        return NO_EVIDENCE
     ordered = sorted(best.items(), key=lambda item: _strength(item[1]))
-    return "; ".join(f"{mechanism}: {_describe(row)}" for mechanism, row in ordered)
+    parts = [f"{mechanism}: {_describe(row)}" for mechanism, row in ordered]
+    if not parts:
+        parts = [NO_EVIDENCE]
+    blind = [f"{m} {s}" for m, s in statuses.items() if s.startswith("not assessable")]
+    if blind:
+        parts.append("; ".join(blind))
+    changes = sorted((row for row in rows if row["called"] and not _mechanism(row)), key=_strength)
+    if changes:
+        shown = ", ".join(_describe(row) for row in changes[:3])
+        more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+        parts.append(f"changes not counted as escape: {shown}{more}")
+    return "; ".join(parts)
+
+
+def _q_values(rows: list[dict[str, Any]]) -> list[float | None]:
+    """Benjamini–Hochberg per family: the pre-specified hypotheses (gene expression and the
+    target's known events) apart from the rest, and rows without a read in either sample
+    left out (they cannot reach any p-value: DESeq2's independent filtering), q = 1."""
+    prespecified = [
+        i
+        for i, row in enumerate(rows)
+        if row["event_type"] == "expression_loss" or row.get("known_event")
+    ]
+    testable = [
+        i
+        for i, row in enumerate(rows)
+        if i not in prespecified
+        and row["p_value"] is not None
+        and (row["baseline_reads"] or 0) + (row["relapse_reads"] or 0) > 0
+    ]
+    q: list[float | None] = [None if row["p_value"] is None else 1.0 for row in rows]
+    for family in (prespecified, testable):
+        for i, value in zip(
+            family, benjamini_hochberg([rows[i]["p_value"] for i in family]), strict=True
+        ):
+            q[i] = value
+    return q
 
 
 def compare_samples(
@@ -568,28 +829,37 @@ def compare_samples(
             f"{relapse.sample} ({mr.gene} {mr.transcript} on {mr.contig}): different gene models"
         )
     pair = f"{baseline.sample}_vs_{relapse.sample}"
-    fb, fr = call_events(baseline), call_events(relapse)
-    mutation_rows, alleles = _mutation_rows(
-        baseline,
-        relapse,
-        _fetch_for(baseline, baseline_fetch),
-        _fetch_for(relapse, relapse_fetch),
-        t,
-    )
+    sb, sr = _calls_for(baseline, baseline_fetch), _calls_for(relapse, relapse_fetch)
+    fb, fr = sb.frames(), sr.frames()
+    mutation_rows, alleles = _mutation_rows(baseline, relapse, sb, sr, t)
     rows = [
         *_expression_rows(baseline, relapse, t),
-        *_exon_rows(fb["expression"], fr["expression"], t),
-        *_skipping_rows(fb, fr, t),
+        *_exon_rows(fb["expression"], fr["expression"], mb, t),
+        *_skipping_rows(fb, fr, mb, t),
         *_retention_rows(fb, fr, t),
         *_novel_rows(fb, fr, baseline, relapse, t),
         *mutation_rows,
     ]
-    qvalues = benjamini_hochberg([row["p_value"] for row in rows])
-    for row, q in zip(rows, qvalues, strict=True):
+    for row, q in zip(rows, _q_values(rows), strict=True):
         row.update(pair=pair, baseline=baseline.sample, relapse=relapse.sample, gene=mb.gene)
         row["q_value"] = q
         row["direction"] = _direction(row["effect"])
         row["called"] = _is_called(row, t)
+        row["escape"] = _mechanism(row) is not None
+    mechanisms = {_mechanism(row) for row in rows}
+    statuses = {
+        "antigen loss": _status("antigen loss" in mechanisms, _loss_power(baseline, relapse, t)),
+        "aberrant splicing": _status(
+            "aberrant splicing" in mechanisms, _splicing_power(fb, fr, mb, t)
+        ),
+        "mutation": _status(
+            "mutation" in mechanisms,
+            _mutation_power(baseline, relapse, sb.has_reference and sr.has_reference, t),
+        ),
+    }
+    verdict_text = _verdict_text(rows, statuses)
+    for row in rows:
+        row.pop(_ESCAPE_IF_UP, None)
     # Rows are built in a fixed order (type, then exon / event / position), kept by a stable sort.
     rank = {kind: i for i, kind in enumerate(EVENT_TYPES)}
     rows.sort(key=lambda row: rank[row["event_type"]])
@@ -604,7 +874,8 @@ def compare_samples(
         schema=MUTATION_COLUMNS,
         orient="row",
     )
-    mechanisms = {_mechanism(row) for row in rows}
+    n_escape = sum(bool(row["escape"]) for row in rows)
+    n_called = sum(bool(row["called"]) for row in rows)
     verdict = pl.DataFrame(
         [
             {
@@ -615,8 +886,13 @@ def compare_samples(
                 "antigen_loss": "antigen loss" in mechanisms,
                 "aberrant_splicing": "aberrant splicing" in mechanisms,
                 "mutation": "mutation" in mechanisms,
-                "n_called": sum(bool(row["called"]) for row in rows),
-                "verdict": _verdict_text(rows),
+                "antigen_loss_status": statuses["antigen loss"],
+                "aberrant_splicing_status": statuses["aberrant splicing"],
+                "mutation_status": statuses["mutation"],
+                "n_called": n_called,
+                "n_escape": n_escape,
+                "n_changes": n_called - n_escape,
+                "verdict": verdict_text,
                 "thresholds": json.dumps(t.as_dict(), sort_keys=True),
             }
         ],

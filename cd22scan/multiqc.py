@@ -14,7 +14,6 @@ from typing import Any
 import polars as pl
 
 from cd22scan.outputs import prepare_out_dir, write_text
-from cd22scan.splicing import skipping_events
 
 __all__ = ["GENERAL_STATS_FILE", "VERDICTS_FILE", "sample_metrics", "write_multiqc_files"]
 
@@ -50,13 +49,13 @@ VERDICT_COLUMNS = tuple(VERDICT_HEADERS)
 
 def sample_metrics(result: Any, variants: pl.DataFrame | None = None) -> dict[str, Any]:
     """Flat metrics of one scan: sample, fragments_on_gene, library_size, cpm, the donor share
-    (reads / (reads + canonical reads of the donor), ``splicing.skipping_events``) of every
+    (reads / (reads + canonical reads of the donor), ``result.calls.skipping_events``) of every
     skipping event seen and of every known skipping event of the model (0 when not seen but its
     donor splices), the canonical reads per donor exon (so the writer can give 0 for an event
     another sample shows), and the number of variant alleles when ``variants`` is given."""
     summary = result.summary
     model = result.model
-    skips = skipping_events(result.junctions, model)
+    skips = result.calls.skipping_events
     # Canonical (donor -> donor + 1) reads per donor exon: an event not seen in this sample has
     # share 0 when its donor splices at all, and no value when the donor has no reads.
     canonical = {int(d): int(n) for d, n in _canonical_by_donor(result.junctions, model).items()}

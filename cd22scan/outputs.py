@@ -151,21 +151,6 @@ def staged_outputs(out_dir: Path, last: str) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def scan_file_names(sample: str) -> list[str]:
-    """Every file ``write_scan`` writes for ``sample`` (Parquet twins and the VCF index too)."""
-    tables = [f"{sample}.{t}.{ext}" for t in ("exons", "junctions", "introns", "indels")
-              for ext in ("tsv", "parquet")]  # fmt: skip
-    return [
-        *tables,
-        f"{sample}.bases.parquet",
-        f"{sample}.junctions.bed",
-        f"{sample}.variants.vcf.gz",
-        f"{sample}.variants.vcf.gz.tbi",
-        f"{sample}.model.json",
-        f"{sample}.summary.json",
-    ]
-
-
 def _sha256(path: Path) -> str:
     import hashlib
 
@@ -204,39 +189,3 @@ def write_manifest(out_dir: Path, files: dict[Path, str]) -> Path:
         orient="row",
     )  # fmt: skip
     return write_tsv(frame, out_dir / MANIFEST)
-
-
-def write_scan(result: Any, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write NAME.exons, .junctions, .introns, .indels (each .tsv and .parquet), .bases.parquet,
-    .junctions.bed, .variants.vcf.gz (+ .tbi), NAME.model.json (the gene model used) and
-    NAME.summary.json (last) into ``out_dir``, all or none."""
-    from cd22scan.annotation import model_to_json
-    from cd22scan.formats import junction_names, write_junctions_bed12
-    from cd22scan.vcf_outputs import write_scan_vcf
-
-    path = prepare_out_dir(out_dir)
-    name = result.sample
-    files = {
-        "exons": f"{name}.exons.tsv",
-        "junctions": f"{name}.junctions.tsv",
-        "introns": f"{name}.introns.tsv",
-        "indels": f"{name}.indels.tsv",
-        "bases": f"{name}.bases.parquet",
-        "junctions_bed": f"{name}.junctions.bed",
-        "vcf": f"{name}.variants.vcf.gz",
-        "model": f"{name}.model.json",
-        "summary": f"{name}.summary.json",
-    }
-    with staged_outputs(path, files["summary"]) as stage:
-        for table in ("exons", "introns", "indels"):
-            write_table(getattr(result, table), stage / files[table])
-        # name = the BED12 name (ASCII, unique), label = the reports' Unicode label (Δex2).
-        write_table(junction_names(result.junctions), stage / files["junctions"])
-        write_parquet(result.bases, stage / files["bases"])
-        write_junctions_bed12(result.junctions, stage / files["junctions_bed"])
-        write_scan_vcf(result, stage / files["vcf"])
-        # The model makes the directory self-contained: load_scan never re-reads the GTF.
-        write_json(model_to_json(result.model), stage / files["model"])
-        # The summary goes last: its presence marks a complete scan directory.
-        write_json(result.summary, stage / files["summary"])
-    return {key: path / file for key, file in files.items()}

@@ -58,6 +58,7 @@ h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
 .verdict { border-radius: 6px; padding: 14px 18px; margin: 16px 0; color: #fff; }
 .verdict.escape { background: #b22222; }
 .verdict.no-escape { background: #2e7d32; }
+.verdict.not-assessable { background: #8a5a00; }
 .verdict .headline { font-size: 1.7em; font-weight: 700; }
 .verdict .evidence { font-size: 1.1em; margin-top: 6px; }
 .verdict .detail { font-size: 0.9em; margin-top: 6px; opacity: 0.9; }
@@ -736,15 +737,26 @@ def _events_table(events: pl.DataFrame) -> str:
 
 def _verdict_block(verdict: dict[str, Any]) -> str:
     found = [label for column, label in MECHANISMS if verdict.get(column)]
+    blind = [
+        label
+        for column, label in MECHANISMS
+        if str(verdict.get(f"{column}_status") or "").startswith("not assessable")
+    ]
     escape = bool(found)
-    headline = f"Escape: {', '.join(found)}" if escape else "No evidence of escape"
-    css = "escape" if escape else "no-escape"
+    if escape:
+        headline, css = f"Escape: {', '.join(found)}", "escape"
+    elif blind:
+        headline, css = f"No escape detected; not assessable: {', '.join(blind)}", "not-assessable"
+    else:
+        headline, css = "No evidence of escape", "no-escape"
+    n_escape = verdict.get("n_escape", verdict.get("n_called"))
+    n_changes = verdict.get("n_changes") or 0
     return (
         f'<section id="verdict" class="verdict {css}" data-escape="{str(escape).lower()}">'
         f'<div class="headline">{_e(headline)}</div>'
         f'<div class="evidence">{_e(verdict.get("verdict"))}</div>'
-        f'<div class="detail">{_e(verdict.get("n_called"))} called event(s) of '
-        f"{_e(verdict.get('gene'))}, {_e(verdict.get('baseline'))} (baseline) vs "
+        f'<div class="detail">{_e(n_escape)} escape event(s), {_e(n_changes)} other called '
+        f"change(s) of {_e(verdict.get('gene'))}, {_e(verdict.get('baseline'))} (baseline) vs "
         f"{_e(verdict.get('relapse'))} (relapse)</div></section>"
     )
 

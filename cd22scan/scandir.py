@@ -1,20 +1,90 @@
-"""Reading a scan directory (written by `cd22scan scan`) back into a ScanResult.
+"""A scan directory: writing a ScanResult with its calls (`cd22scan scan`) and reading it back.
 
 `compare` and `run` accept either BAMs (scanned first) or scan directories; this is the one place
-that knows the file names and column types of a scan directory.
+that knows the file names and column types of a scan directory (``SCAN_FILES``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import polars as pl
 
-from cd22scan.annotation import GeneModel, builtin_model, load_gtf, model_from_json
+from cd22scan.annotation import GeneModel, builtin_model, load_gtf, model_from_json, model_to_json
+from cd22scan.calling import CALL_TABLES, SampleCalls
 from cd22scan.errors import AnnotationError, InputError
+from cd22scan.formats import junction_names, write_junctions_bed12
+from cd22scan.outputs import prepare_out_dir, staged_outputs, write_json, write_parquet, write_table
 from cd22scan.scanner import ScanResult
 from cd22scan.tables import EXON_SCHEMA, INDEL_SCHEMA, INTRON_SCHEMA, JUNCTION_SCHEMA
+from cd22scan.vcf_outputs import write_scan_vcf
+
+# The files of one sample, NAME.SUFFIX, by key; the summary (the completion mark) last.
+SCAN_FILES = {
+    "exons": "exons.tsv",
+    "junctions": "junctions.tsv",
+    "introns": "introns.tsv",
+    "indels": "indels.tsv",
+    "bases": "bases.parquet",
+    "junctions_bed": "junctions.bed",
+    **{f"calls_{name}": f"calls.{suffix}.parquet" for name, suffix in CALL_TABLES.items()},
+    "vcf": "variants.vcf.gz",
+    "model": "model.json",
+    "summary": "summary.json",
+}
+# every file on disk, the VCF's index included (the workflow's outputs)
+SCAN_SUFFIXES = (*[s for s in SCAN_FILES.values() if s != "summary.json"],
+                 "variants.vcf.gz.tbi", "summary.json")  # fmt: skip
+
+
+def scan_file_names(sample: str) -> list[str]:
+    """Every file ``write_scan`` writes for ``sample`` (Parquet twins and the VCF index too)."""
+    tables = [f"{sample}.{t}.parquet" for t in ("exons", "junctions", "introns", "indels")]
+    return [*tables, *(f"{sample}.{suffix}" for suffix in SCAN_SUFFIXES)]
+
+
+def write_scan(result: ScanResult, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write the scan's tables (.tsv), bases (.parquet), junctions (.bed), its calls
+    (NAME.calls.*.parquet, ``calling.SampleCalls``), its variant calls (.variants.vcf.gz + .tbi),
+    the gene model used (NAME.model.json) and NAME.summary.json (last) into ``out_dir``, all or
+    none."""
+    path = prepare_out_dir(out_dir)
+    files = {key: f"{result.sample}.{suffix}" for key, suffix in SCAN_FILES.items()}
+    calls = result.calls
+    with staged_outputs(path, files["summary"]) as stage:
+        for table in ("exons", "introns", "indels"):
+            write_table(getattr(result, table), stage / files[table])
+        # name = the BED12 name (ASCII, unique), label = the reports' Unicode label (Δex2).
+        write_table(junction_names(result.junctions), stage / files["junctions"])
+        write_parquet(result.bases, stage / files["bases"])
+        write_junctions_bed12(result.junctions, stage / files["junctions_bed"])
+        for name, frame in calls.frames().items():
+            write_parquet(frame, stage / files[f"calls_{name}"])
+        write_scan_vcf(result, stage / files["vcf"], calls.variants)
+        # The model makes the directory self-contained: load_scan never re-reads the GTF.
+        write_json(model_to_json(result.model), stage / files["model"])
+        # The summary goes last: its presence marks a complete scan directory.
+        write_json(result.summary, stage / files["summary"])
+    return {key: path / file for key, file in files.items()}
+
+
+def _load_calls(directory: Path, sample: str, summary: dict) -> SampleCalls | None:
+    """The calls a scan directory holds, or None (a scan written before they were: the
+    ScanResult then makes them on first use)."""
+    frames = {}
+    for name, suffix in CALL_TABLES.items():
+        path = directory / f"{sample}.calls.{suffix}.parquet"
+        if not path.exists():
+            return None
+        try:
+            frames[name] = pl.read_parquet(path)
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise InputError(f"{path}: cannot read table ({exc})") from None
+    has_reference = bool((summary.get("parameters") or {}).get("reference"))
+    return SampleCalls(sample=sample, has_reference=has_reference, **frames)
+
 
 TABLE_TYPES = {
     "exons": EXON_SCHEMA,
@@ -117,4 +187,5 @@ def load_scan(directory: str | Path, sample: str | None = None) -> ScanResult:
         bases=bases,
         indels=tables["indels"],
         summary=summary,
+        _calls=_load_calls(directory, sample, summary),
     )

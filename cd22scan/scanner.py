@@ -1,7 +1,7 @@
 """One sample: pick the gene model, read the window, count in the core, build the tables.
 
 ``scan()`` is the per-sample stage of the data path (DESIGN.md); it returns polars tables and a
-summary dict and writes nothing (``outputs.write_scan`` does).
+summary dict and writes nothing (``scandir.write_scan`` does).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pysam
@@ -36,13 +36,16 @@ from cd22scan.reader import (
     library_size,
     open_alignments,
 )
+from cd22scan.samflags import DEFAULT_EXCLUDE_FLAGS
 from cd22scan.strandedness import resolve as resolve_strandedness
+
+if TYPE_CHECKING:
+    from cd22scan.calling import SampleCalls
 
 log = logging.getLogger("cd22scan")
 
 SCHEMA_VERSION = 1
 DEFAULT_PADDING = 500
-DEFAULT_EXCLUDE_FLAGS = 0x704  # UNMAP | SECONDARY | QCFAIL | DUP, as samtools mpileup
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,20 @@ class ScanResult:
     bases: pl.DataFrame
     indels: pl.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
+    # The per-sample calls (calling.call_sample), made on first use of ``calls`` and then kept;
+    # a loaded scan directory hands in the ones it holds.
+    _calls: SampleCalls | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def calls(self) -> SampleCalls:
+        """The sample's calls, computed once (with the scan's ``--reference`` when it had one)."""
+        if self._calls is None:
+            from cd22scan.calling import call_sample
+
+            reference = (self.summary.get("parameters") or {}).get("reference")
+            fetch = reference_fetch(reference, self.model.contig) if reference else None
+            self._calls = call_sample(self, fetch)
+        return self._calls
 
 
 def choose_model(

@@ -70,6 +70,7 @@ SKIPPING_EVENT_SCHEMA = {
     "canonical_reads": pl.Int64,
     "donor_share": pl.Float64,
     "frame": pl.Utf8,
+    "transcripts": pl.Utf8,
 }
 
 NOVEL_JUNCTION_SCHEMA = {
@@ -82,6 +83,7 @@ NOVEL_JUNCTION_SCHEMA = {
     "donor_exon": pl.Int64,
     "acceptor_exon": pl.Int64,
     "in_gene": pl.Boolean,
+    "transcripts": pl.Utf8,
 }
 
 INTRON_RETENTION_SCHEMA = {
@@ -254,7 +256,10 @@ def skipping_events(junctions: pl.DataFrame, model: GeneModel) -> pl.DataFrame:
       donor_share = reads / (reads + canonical_reads): the share of the donor exon's splicing
         that skips (null when both are 0);
       frame: ``GeneModel.skip_frame`` of the skipped exons (in-frame, frameshift, start-lost,
-        stop-lost, non-coding).
+        stop-lost, non-coding);
+      transcripts: the gene's transcripts that have this junction as an intron
+        (``GeneModel.junction_transcripts``, comma-separated), null when none does: a skip that
+        another annotated isoform makes is an isoform, not aberrant splicing.
     Rows with 0 reads are not listed; sorted by donor then acceptor exon.
     """
     counts = _gene_strand_junctions(junctions, model)
@@ -291,6 +296,7 @@ def skipping_events(junctions: pl.DataFrame, model: GeneModel) -> pl.DataFrame:
                 "canonical_reads": canon,
                 "donor_share": _ratio(reads, reads + canon),
                 "frame": model.skip_frame(skipped),
+                "transcripts": ",".join(model.junction_transcripts(start, end)) or None,
             }
         )
     return pl.DataFrame(rows, schema=SKIPPING_EVENT_SCHEMA, orient="row")
@@ -306,7 +312,10 @@ def novel_junctions(junctions: pl.DataFrame, model: GeneModel) -> pl.DataFrame:
       donor_pos / acceptor_pos: the exonic base next to the intron on the donor / acceptor side
         (the gene's strand decides: on − the donor is the higher coordinate, ``end + 1``);
       donor_exon / acceptor_exon: the exon whose boundary that is, or null when novel;
-      in_gene: both sides inside the transcript span (false for junctions in the padding).
+      in_gene: both sides inside the transcript span (false for junctions in the padding);
+      transcripts: the gene's other transcripts that have this junction as an intron
+        (comma-separated), null when none does. Novel for the chosen transcript's exon numbers,
+        but an annotated isoform when not null.
     Rows with 0 reads are not listed; sorted by start, end.
     """
     counts = _gene_strand_junctions(junctions, model)
@@ -335,6 +344,7 @@ def novel_junctions(junctions: pl.DataFrame, model: GeneModel) -> pl.DataFrame:
                 "donor_exon": donor,
                 "acceptor_exon": acceptor,
                 "in_gene": lo <= start - 1 and end + 1 <= hi,
+                "transcripts": ",".join(model.junction_transcripts(start, end)) or None,
             }
         )
     return pl.DataFrame(rows, schema=NOVEL_JUNCTION_SCHEMA, orient="row")

@@ -46,6 +46,8 @@ JUNCTION_SCHEMA: dict[str, pl.DataType] = {
     "acceptor_exon": pl.Int64,
     "skipped_exons": pl.Utf8,
     "strand_source": pl.Utf8,
+    # added later (new columns go at the end: the column order is an interface)
+    "transcripts": pl.Utf8,
 }
 
 INTRON_SCHEMA: dict[str, pl.DataType] = {
@@ -156,7 +158,6 @@ def junction_table(
     ``motif`` (splice-site dinucleotides in the reference) or ``gene`` (the target gene's strand,
     the last resort for unstranded reads without XS and without a reference).
     """
-    introns = {(i.start, i.end) for i in model.introns()}
     exons = model.genomic_exons()
     by_start = {e.start: e.number for e in exons}
     by_end = {e.end: e.number for e in exons}
@@ -197,6 +198,8 @@ def junction_table(
         else:
             donor, acceptor = right_exon, left_exon
         skipped = [e.number for e in exons if e.start >= start and e.end <= end]
+        # annotated: an intron of any transcript of the gene (GeneModel.junction_transcripts)
+        transcripts = model.junction_transcripts(start, end)
         rows.append(
             {
                 "sample": sample,
@@ -206,7 +209,8 @@ def junction_table(
                 "strand": strand,
                 "reads": frags,
                 "max_anchor": anchor,
-                "annotated": (start, end) in introns,
+                "annotated": bool(transcripts),
+                "transcripts": ",".join(transcripts) or None,
                 "donor_exon": donor,
                 "acceptor_exon": acceptor,
                 "skipped_exons": _format_exon_numbers(skipped) or None,

@@ -15,8 +15,7 @@ import polars as pl
 
 from cd22scan.compare import Comparison
 from cd22scan.formats import InfoField, write_vcf
-from cd22scan.scanner import ScanResult, reference_fetch
-from cd22scan.variants import call_variants
+from cd22scan.scanner import ScanResult
 
 __all__ = ["PAIR_INFO_FIELDS", "scan_variants", "write_pair_vcf", "write_scan_vcf"]
 
@@ -48,24 +47,13 @@ def _source_info(result: ScanResult) -> dict[str, Any]:
 
 
 def scan_variants(result: ScanResult) -> pl.DataFrame:
-    """The sample's variant alleles (``variants.call_variants`` with its default thresholds),
-    annotated from the scan's ``--reference`` when it had one."""
-    reference = _reference(result)
-    if reference is None:
+    """The sample's variant calls (``result.calls.variants``: ``variants.call_variants`` at its
+    default thresholds, annotated from the scan's ``--reference`` when it had one)."""
+    if _reference(result) is None:
         # A scan without a FASTA is a normal run (RNA-seq counting): the commands say it once
         # per run (NO_REFERENCE_NOTE); here only at debug level, per sample.
         log.debug("%s: no --reference", result.sample)
-        fetch = None
-    else:
-        fetch = reference_fetch(reference, result.model.contig)
-    return call_variants(
-        result.bases,
-        result.indels,
-        result.model,
-        fetch,
-        sample=result.sample,
-        warn_no_reference=False,
-    )
+    return result.calls.variants
 
 
 def write_scan_vcf(

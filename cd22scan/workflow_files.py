@@ -15,7 +15,6 @@ Both call the functions ``run`` calls (``cohort.write_pair_outputs``,
 
 from __future__ import annotations
 
-import shlex
 from importlib import resources
 from pathlib import Path
 
@@ -30,9 +29,9 @@ from cd22scan.cohort import (
     write_pair_outputs,
 )
 from cd22scan.compare import VERDICT_COLUMNS, Thresholds, compare_samples
-from cd22scan.errors import InputError, UsageError
+from cd22scan.errors import InputError
 from cd22scan.outputs import prepare_out_dir
-from cd22scan.scandir import load_scan
+from cd22scan.scandir import SCAN_SUFFIXES, load_scan
 from cd22scan.scanner import ScanResult
 
 __all__ = [
@@ -46,20 +45,7 @@ __all__ = [
     "thresholds_from_args",
 ]
 
-# The files of one sample in a scan directory (outputs.write_scan), summary (the completion mark)
-# last.
-SCAN_SUFFIXES = (
-    "exons.tsv",
-    "junctions.tsv",
-    "introns.tsv",
-    "indels.tsv",
-    "bases.parquet",
-    "junctions.bed",
-    "variants.vcf.gz",
-    "variants.vcf.gz.tbi",
-    "model.json",
-    "summary.json",
-)
+# The files of one sample in a scan directory: scandir.SCAN_SUFFIXES (re-exported).
 
 # The pair's events with their types (PAIR.events.parquet, written beside the TSV as by `run`),
 # read by the cohort step: the TSV cannot tell an empty string from a missing value, and
@@ -83,14 +69,7 @@ def scan_directory(row: SheetRow, out: str | Path) -> Path:
 
 def thresholds_from_args(compare_args: str = "") -> Thresholds:
     """The calling thresholds that ``cd22scan compare COMPARE_ARGS`` uses."""
-    from cd22scan import cli
-
-    argv = ["compare", "--baseline", "-", "--relapse", "-", "--out", "-"]
-    try:
-        args = cli.build_parser().parse_args([*argv, *shlex.split(compare_args)])
-    except SystemExit:
-        raise UsageError(f"compare_args {compare_args!r}: not valid compare options") from None
-    return cli.thresholds_from_namespace(args)
+    return Thresholds.from_args(compare_args)
 
 
 def _load(row: SheetRow, out: Path) -> ScanResult:

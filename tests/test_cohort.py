@@ -59,11 +59,11 @@ def test_run_calls_the_planted_skip_and_reports_unpaired(cohort):
     assert "Δex2" in called.filter(pl.col("patient") == "P1")["feature"].to_list()
     summary = pl.read_csv(out / "cohort_summary.tsv", separator="\t")
     text = dict(zip(summary["mechanism"], summary["text"], strict=True))
-    assert text["aberrant_splicing"] == "aberrant splicing 1 of 2"
+    assert text["aberrant_splicing"] == "aberrant splicing 1 of 2 assessable"
     unpaired = pl.read_csv(out / "unpaired_samples.tsv", separator="\t")
     assert unpaired["sample"].to_list() == ["P3_rel"]
     assert (out / "scans" / "P3_rel.summary.json").exists()  # scanned, not dropped
-    assert "aberrant splicing 1 of 2" in (out / "report.html").read_text()
+    assert "aberrant splicing 1 of 2 assessable" in (out / "report.html").read_text()
     pair_report = (out / "pairs" / "P1_base_vs_P1_rel.report.html").read_text()
     assert 'id="verdict"' in pair_report and "Δex2" in pair_report
     # A second run over the scan directories gives the same verdicts (compare from scans).
@@ -123,3 +123,43 @@ def test_compare_cli_from_bams_and_from_scan_directories(cohort):
     # A directory holding two samples is ambiguous: a usage error (64) naming the option that
     # picks one (--baseline-sample / --relapse-sample, tests/test_scan_cli.py).
     assert main(argv) == 64
+
+
+def test_cohort_summary_counts_only_assessable_patients():
+    from cd22scan.cohort import cohort_summary
+
+    na = "not assessable (relapse too thin)"
+    rows = [
+        # patient, antigen_loss, status, splicing, status, mutation, status
+        ("P1", True, "escape", False, "no escape detected", False, na),
+        ("P2", False, na, False, na, False, na),
+        ("P3", False, "no escape detected", False, "no escape detected", False, na),
+        # P4 has two pairs: one thin, one that could show a splicing change
+        ("P4", False, na, False, na, False, "no escape detected"),
+        ("P4", False, "no escape detected", False, "no escape detected", False, na),
+    ]
+    verdicts = pl.DataFrame(
+        rows,
+        schema=[
+            "patient",
+            "antigen_loss",
+            "antigen_loss_status",
+            "aberrant_splicing",
+            "aberrant_splicing_status",
+            "mutation",
+            "mutation_status",
+        ],
+        orient="row",
+    )
+    summary = cohort_summary(verdicts, ["P1", "P2", "P3", "P4", "P5"])
+    text = dict(zip(summary["mechanism"], summary["text"], strict=True))
+    assert text == {
+        "antigen_loss": "antigen loss 1 of 3 assessable, 1 not",
+        "aberrant_splicing": "aberrant splicing 0 of 3 assessable, 1 not",
+        "mutation": "mutation 0 of 1 assessable, 3 not",
+        # P1 shows escape; P4 is assessable for all three over its two pairs
+        "any_escape": "any escape 1 of 2 assessable, 2 not",
+    }
+    row = summary.row(0, named=True)
+    assert (row["patients_assessable"], row["patients_not_assessable"]) == (3, 1)
+    assert row["patients_in_sheet"] == 5

@@ -10,7 +10,15 @@ import pytest
 from Bio.Seq import Seq
 
 from cd22scan import scan
-from cd22scan.compare import EVENT_COLUMNS, VERDICT_COLUMNS, Thresholds, compare_samples
+from cd22scan.compare import (
+    EVENT_COLUMNS,
+    NO_EVIDENCE,
+    VERDICT_COLUMNS,
+    Thresholds,
+    _mechanism,
+    _q_values,
+    compare_samples,
+)
 from cd22scan.simulate import (
     cd22_grch38,
     coding_positions,
@@ -232,6 +240,8 @@ def test_cd22_grch38_delta_ex2_is_the_known_event(tmp_path):
 def test_exon_loss_values_share_the_effects_unit_and_0_0_exons_are_untested():
     """exon_loss rows: both values are exon fragments / gene fragments (never a median-normalised
     value beside a null), and an exon with 0 fragments in both samples gets no effect and no p."""
+    from types import SimpleNamespace
+
     import polars as pl
 
     from cd22scan.compare import Thresholds, _exon_rows
@@ -246,10 +256,116 @@ def test_exon_loss_values_share_the_effects_unit_and_0_0_exons_are_untested():
             }
         )
 
-    rows = {r["feature"]: r for r in _exon_rows(frame([400, 0, 12], 800), frame([0, 0, 30], 60),
-                                                Thresholds())}  # fmt: skip
+    no_cds = SimpleNamespace(cds_start=None)
+    found = _exon_rows(frame([400, 0, 12], 800), frame([0, 0, 30], 60), no_cds, Thresholds())
+    rows = {r["feature"]: r for r in found}
     assert rows["exon 1"]["baseline_value"] == 0.5 and rows["exon 1"]["relapse_value"] == 0.0
     assert rows["exon 1"]["effect"] < -5 and rows["exon 1"]["p_value"] < 0.01
     assert rows["exon 2"]["effect"] is None and rows["exon 2"]["p_value"] is None
     assert (rows["exon 2"]["baseline_value"], rows["exon 2"]["relapse_value"]) == (0.0, 0.0)
     assert rows["exon 3"]["baseline_value"] == 12 / 800 and rows["exon 3"]["relapse_value"] == 0.5
+
+
+# --- verdict semantics: direction, isoforms, what the data could show --------------------------
+
+
+def test_less_skipping_at_relapse_is_a_change_not_escape(baseline, tmp_path):
+    # the reverse of test_exon2_skipping...: skipping falls from 0.4 to 0, a called change in
+    # the non-escape direction; it must not turn the verdict nor read as "no change"
+    skipping = _scan(tmp_path, "SKIP", seed=25, isoforms={"canonical": 0.6, "skip:2": 0.4})
+    comparison = compare_samples(skipping, baseline)
+    row = _one(comparison, "exon_skipping", "Δex2")
+    assert row["called"] and row["direction"] == "down" and not row["escape"]
+    verdict = comparison.verdict.row(0, named=True)
+    assert not verdict["aberrant_splicing"]
+    assert verdict["aberrant_splicing_status"] == "no escape detected"
+    assert verdict["n_escape"] == 0 and verdict["n_changes"] == verdict["n_called"] >= 1
+    assert verdict["verdict"].startswith(NO_EVIDENCE)
+    assert "changes not counted as escape: Δex2 ΔPSI -0." in verdict["verdict"]
+
+
+def _gtf_with_skipping_isoform(path) -> str:
+    """The small gene's GTF plus a second transcript SMALL-T2 without exon 2 (in-frame, 150 nt)."""
+    gtf = write_gtf(GENE, path)
+    lines = gtf.read_text().splitlines()
+    second_exon = f"\t{GENE.exons[1][0] + 1}\t{GENE.exons[1][1]}\t"
+    t2 = [
+        line.replace('"SMALL-T1"', '"SMALL-T2"')
+        for line in lines
+        if '"SMALL-T1"' in line and "\tsim\texon\t" in line and second_exon not in line
+    ]
+    gtf.write_text("\n".join([*lines, *t2]) + "\n")
+    return str(gtf)
+
+
+def test_skip_made_by_an_annotated_isoform_is_an_isoform_shift(tmp_path):
+    base = simulate(tmp_path / "b", seed=21, gene=GENE, sample="BASE", n_fragments=N)
+    rel = simulate(
+        tmp_path / "r",
+        seed=25,
+        gene=GENE,
+        sample="REL",
+        n_fragments=N,
+        isoforms={"canonical": 0.6, "skip:2": 0.4},
+    )
+    gtf = _gtf_with_skipping_isoform(tmp_path / "two.gtf")
+    sb, sr = (scan(str(s.bam), gtf=gtf, gene=GENE.name) for s in (base, rel))
+    assert sr.model.transcript == "SMALL-T1"  # the chosen transcript still numbers the exons
+    junction = sr.junctions.filter(pl.col("skipped_exons") == "2").row(0, named=True)
+    assert junction["annotated"] and junction["transcripts"] == "SMALL-T2"
+    comparison = compare_samples(sb, sr)
+    row = _one(comparison, "isoform_shift", "Δex2")
+    assert row["transcripts"] == "SMALL-T2"
+    assert row["called"] and row["direction"] == "up" and not row["escape"]  # in-frame
+    verdict = comparison.verdict.row(0, named=True)
+    assert not verdict["aberrant_splicing"] and verdict["n_escape"] == 0
+    assert "isoform shift Δex2 ΔPSI +0." in verdict["verdict"]
+
+
+def test_thin_relapse_is_not_assessable(baseline, tmp_path):
+    thin = simulate(tmp_path / "t", seed=28, gene=GENE, sample="THIN", n_fragments=60)
+    relapse = scan(str(thin.bam), gtf=str(write_gtf(GENE, tmp_path / "g.gtf")), gene=GENE.name)
+    verdict = compare_samples(baseline, relapse).verdict.row(0, named=True)
+    assert verdict["aberrant_splicing_status"].startswith("not assessable (best of the annotated")
+    # no reference with the relapse: consequences cannot be named
+    assert verdict["mutation_status"].startswith("not assessable (no reference")
+    assert "aberrant splicing not assessable" in verdict["verdict"]
+    # the well-covered pair of the same gene is assessable for all three
+    other = _scan(tmp_path, "REL", seed=22)
+    full = compare_samples(baseline, other).verdict.row(0, named=True)
+    assert {full[f"{m}_status"] for m in ("antigen_loss", "aberrant_splicing", "mutation")} == {
+        "no escape detected"
+    }, full
+
+
+def test_only_pass_mutations_count_as_escape():
+    row = {
+        "called": True,
+        "event_type": "mutation",
+        "direction": "up",
+        "consequence": "stop_gained",
+    }
+    assert _mechanism(row) == "mutation"  # no FILTER column yet: PASS
+    assert _mechanism({**row, "filter": "PASS"}) == "mutation"
+    assert _mechanism({**row, "filter": "strand_bias;duplicates"}) is None
+    assert _mechanism({**row, "direction": "down"}) is None
+    assert _mechanism({**row, "consequence": "synonymous_variant"}) is None
+
+
+def test_prespecified_hypotheses_are_not_diluted_by_empty_rows():
+    def row(kind, p, reads, known=None):
+        return {"event_type": kind, "p_value": p, "baseline_reads": reads, "relapse_reads": reads,
+                "known_event": known}  # fmt: skip
+
+    rows = [
+        row("expression_loss", 0.03, 3000),
+        row("exon_skipping", 0.01, 40, known="Δex2"),
+        *[row("novel_junction", 1.0, 0) for _ in range(20)],  # no read in either sample
+        row("exon_skipping", 0.004, 12),
+        row("intron_retention", 0.5, 30),
+    ]
+    q = _q_values(rows)
+    # expression and the known event: BH over those two only
+    assert q[0] == pytest.approx(0.03) and q[1] == pytest.approx(0.02)
+    assert q[2:22] == [1.0] * 20  # left out of the correction
+    assert q[22] == pytest.approx(0.008) and q[23] == pytest.approx(0.5)

@@ -23,7 +23,7 @@ EXON_COLUMNS = [
 ]  # fmt: skip
 JUNCTION_COLUMNS = [
     "sample", "contig", "start", "end", "strand", "reads", "max_anchor", "annotated",
-    "donor_exon", "acceptor_exon", "skipped_exons", "strand_source", "name", "label",
+    "donor_exon", "acceptor_exon", "skipped_exons", "strand_source", "transcripts", "name", "label",
 ]  # fmt: skip
 
 

@@ -1,0 +1,104 @@
+"""Calls on real reads: the 12 ENCODE ABI1 BAMs of ../shared/realdata, paired within each cell
+type as 6 "patients" (no escape is expected between two libraries of one cell type; they differ
+by donor, so germline SNPs and isoform usage differ). Every call that remains is listed below with
+why it is there. The shared data are required: a missing folder fails this test, it does not
+skip (CD22SCAN_SHARED names another place for ``shared``, e.g. from a git worktree).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from cd22scan import scan
+from cd22scan.compare import compare_samples
+
+SHARED = Path(os.environ.get("CD22SCAN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+REALDATA = SHARED / "realdata" / "abi1_encode"
+
+# Called rows other than mutations, exactly, per pair (baseline, relapse) with escape or not.
+SPLICING_AND_EXPRESSION = {
+    ("ENCLB024ZZZ", "ENCLB025ZZZ"): {},
+    ("ENCLB017ZZZ", "ENCLB002ZZZ"): {},
+    ("ENCLB271TJH", "ENCLB459IUG"): {},
+    ("ENCLB779RPP", "ENCLB764KEB"): {
+        # Skipping of exon 10 (of ENST00000355394) 0.31 -> 0.52 of its donor's splicing: the
+        # junction 27040713-27047990 is an intron of ENST00000346832, -376138, -376166 and
+        # -376170, so a shift between annotated isoforms, in-frame: a change, not escape.
+        ("isoform_shift", "Δex10"): False,
+    },
+    ("ENCLB008ZZZ", "ENCLB009ZZZ"): {},
+    ("ENCLB555AXD", "ENCLB303ZZZ"): {
+        # Retention of intron 9 falls 0.26 -> 0.09 (100 -> 14 retained reads): less retention
+        # is not escape.
+        ("intron_retention", "intron 9"): False,
+    },
+}
+# Mutation rows called today. All but two are in the 3' UTR, synonymous, or fall at relapse
+# (germline SNPs of different donors: VAF 0.3-0.6, or their loss): changes, not escape. The two
+# counted as escape are the artefacts of issue 14: c.1296_1297del (23 reads, one PCR-duplicate
+# stack: flag 147, start 27040538, CIGAR 46M2D55M) and c.1201C>T (reads from two starts, one
+# strand). Artefact-aware FILTERs (a separate change) must make them non-PASS; until then they
+# are allowed here and nothing else may count as a mutation escape.
+KNOWN_ARTEFACTS = {"c.1296_1297del", "c.1201C>T"}
+
+
+def _pairs() -> list[tuple[str, str]]:
+    sheet = REALDATA / "input_bams.tsv"
+    assert sheet.exists(), f"real data not found at {REALDATA} (../shared beside the repo)"
+    groups: dict[str, list[str]] = {}
+    with sheet.open() as handle:
+        for row in csv.reader(handle, delimiter="\t"):
+            groups.setdefault(row[2], []).append(row[0])
+    return [(ids[i], ids[i + 1]) for ids in groups.values() for i in (0, 2)]
+
+
+@pytest.fixture(scope="module")
+def scans() -> dict:
+    sheet = REALDATA / "input_bams.tsv"
+    assert sheet.exists(), f"real data not found at {REALDATA} (../shared beside the repo)"
+    out = {}
+    with sheet.open() as handle:
+        for sample, bam, _ in csv.reader(handle, delimiter="\t"):
+            out[sample] = scan(
+                str(REALDATA / Path(bam).name),
+                gtf=str(REALDATA / "annotation.gtf"),
+                gene="ABI1",
+                reference=str(REALDATA / "chr10_abi1.fa.gz"),
+                sample=sample,
+            )
+    return out
+
+
+def test_junctions_of_other_transcripts_are_annotated(scans):
+    junctions = pl.concat([s.junctions for s in scans.values()])
+    for start, end in ((27040713, 27047990), (27048165, 27054146)):
+        rows = junctions.filter((pl.col("start") == start) & (pl.col("end") == end))
+        assert rows.height > 0 and rows["annotated"].all(), rows
+        assert len(rows["transcripts"][0].split(",")) == 4
+
+
+def test_calls_on_real_pairs_are_the_explained_ones(scans):
+    pairs = _pairs()
+    assert set(pairs) == set(SPLICING_AND_EXPRESSION)
+    for baseline, relapse in pairs:
+        comparison = compare_samples(scans[baseline], scans[relapse])
+        called = comparison.events.filter(pl.col("called"))
+        other = called.filter(pl.col("event_type") != "mutation")
+        got = {(r["event_type"], r["feature"]): r["escape"] for r in other.iter_rows(named=True)}
+        assert got == SPLICING_AND_EXPRESSION[(baseline, relapse)], (baseline, relapse, other)
+        escapes = called.filter(pl.col("escape") & (pl.col("event_type") == "mutation"))
+        assert set(escapes["feature"]) <= KNOWN_ARTEFACTS, escapes
+        verdict = comparison.verdict.row(0, named=True)
+        # no pair is aberrant splicing or antigen loss; a green verdict has no escape row
+        assert not verdict["aberrant_splicing"] and not verdict["antigen_loss"]
+        assert verdict["n_escape"] == escapes.height
+        assert verdict["n_changes"] == called.height - escapes.height
+        # the 3' slice of ABI1 covers little of the CDS: mutations are not assessable unless
+        # a (artefact) call shows one
+        if not verdict["mutation"]:
+            assert verdict["mutation_status"].startswith("not assessable (median coding depth")
