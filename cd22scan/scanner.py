@@ -168,6 +168,7 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
         open_alignments(path, params.reference, threads=params.threads) as source,
     ):
         model = choose_model(params, source)
+        source.refuse_ambiguous(model.contig)
         if params.reference is not None:
             check_reference(source, params.reference, model.contig)
         sample = params.sample or source.default_sample_name()
@@ -229,6 +230,8 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
         fmt = source.format
         display = source.display_name
         contig_length = source.contigs[model.contig]
+        header_problems = list(source.header_problems)
+        duplicate_contigs = list(source.duplicate_contigs)
     fetch = reference_fetch(params.reference, model.contig)
     strandedness = resolve_strandedness(params.strand, result.strand_evidence, model.strand)
     reference_bases = fetch(window_start0, window_end0) if fetch else ""
@@ -278,6 +281,8 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
             "used": result.filters["used"],
             "used_supplementary": result.filters["used_supplementary"],
         },
+        "header_problems": header_problems,
+        "duplicate_contigs": duplicate_contigs,
         "library_size": lib_size,
         "library_size_definition": "mapped records in the file (samtools idxstats)",
         "fragments_in_window": result.fragments,

@@ -1,0 +1,199 @@
+"""Inputs from the wild (issue 18): the header quirks, mate names and mixed files that public
+alignments carry. Each test writes a small file that reproduces one quirk and runs it end to end
+through the CLI: exit code, the one line cd22scan says, no traceback, and the counts.
+
+A BAM with a header htslib cannot parse cannot be written by samtools or pysam (both parse the
+header first), so ``rewrite_header`` swaps the header block of a good BAM byte for byte.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pysam
+import pytest
+from simulator import simulate, small_gene
+
+from cd22scan.cli import main
+from cd22scan.reader import parse_header_text
+from cd22scan.simulate import write_gtf
+
+# --- fixtures and helpers -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    """A small indexed, paired-end BAM over SMALL (chrT) and its GTF."""
+    tmp = tmp_path_factory.mktemp("wild")
+    sim = simulate(tmp / "sim", seed=18, gene=small_gene("+"), n_fragments=300, sample="S1")
+    gtf = write_gtf(sim.gene, tmp / "small.gtf")
+    return sim, gtf
+
+
+def gene_args(gtf) -> list[str]:
+    return ["--gtf", str(gtf), "--gene", "SMALL"]
+
+
+def run_cli(capfd, argv) -> tuple[int, str]:
+    capfd.readouterr()
+    code = main([str(a) for a in argv])
+    return code, capfd.readouterr().err
+
+
+def no_traceback(err: str) -> None:
+    assert "Traceback" not in err and "[E::" not in err and "[W::" not in err, err
+
+
+def summary_of(out: Path) -> dict:
+    return json.loads(next(out.glob("*.summary.json")).read_text())
+
+
+def split_bam(src: Path) -> tuple[str, list[tuple[str, int]], bytes]:
+    """A BAM's header text, binary target list and the records after them (uncompressed)."""
+    raw = Path(src).read_bytes()
+    raw = gzip.decompress(raw)
+    (l_text,) = struct.unpack_from("<i", raw, 4)
+    text = raw[8 : 8 + l_text].rstrip(b"\0").decode()
+    off = 8 + l_text
+    (n_ref,) = struct.unpack_from("<i", raw, off)
+    off += 4
+    refs = []
+    for _ in range(n_ref):
+        (l_name,) = struct.unpack_from("<i", raw, off)
+        name = raw[off + 4 : off + 4 + l_name - 1].decode()
+        (length,) = struct.unpack_from("<i", raw, off + 4 + l_name)
+        refs.append((name, length))
+        off += 4 + l_name + 4
+    return text, refs, raw[off:]
+
+
+def write_bam(dst: Path, text: str, refs: list[tuple[str, int]], body: bytes) -> Path:
+    """A BGZF BAM with this header text and target list, whatever htslib thinks of them."""
+    encoded = text.encode()
+    head = b"BAM\1" + struct.pack("<i", len(encoded)) + encoded + struct.pack("<i", len(refs))
+    for name, length in refs:
+        name_z = name.encode() + b"\0"
+        head += struct.pack("<i", len(name_z)) + name_z + struct.pack("<i", length)
+    with pysam.BGZFile(str(dst), "wb") as out:
+        out.write(head + body)
+    pysam.index(str(dst))
+    return dst
+
+
+def rewrite_header(src: Path, dst: Path, edit) -> Path:
+    """Copy BAM ``src`` to ``dst`` with header text ``edit(text)`` (same target list)."""
+    text, refs, body = split_bam(src)
+    return write_bam(dst, edit(text), refs, body)
+
+
+def bam_with_refs(src: Path, dst: Path, refs: list[tuple[str, int]]) -> Path:
+    """``src`` with exactly these @SQ entries (text and target list); records keep their tids."""
+    text, _, body = split_bam(src)
+    kept = [x for x in text.splitlines() if not x.startswith("@SQ")]
+    sq = [f"@SQ\tSN:{n}\tLN:{n_len}" for n, n_len in refs]
+    return write_bam(dst, "\n".join(kept[:1] + sq + kept[1:]) + "\n", refs, body)
+
+
+def with_star_pg(text: str) -> str:
+    """A STAR-style @PG line whose last field is empty (the line ends in a tab)."""
+    return text + "@PG\tID:STAR\tPN:STAR\t\n"
+
+
+# --- 1. malformed header lines ------------------------------------------------------------------
+
+
+def test_header_parser_reports_empty_field_and_keeps_the_rest():
+    text = "@HD\tVN:1.6\tSO:coordinate\n@SQ\tSN:chrT\tLN:10\tM5:abc\n@PG\tID:STAR\t\n"
+    header = parse_header_text(text)
+    assert header.sort_order == "coordinate"
+    assert header.md5 == {"chrT": "abc"}
+    assert header.problems == [
+        "header line 3 (@PG) field 3 is empty (a trailing tab?), not TAG:VALUE"
+    ]
+    # pysam's own parser refuses this text: the reason the reader parses it itself.
+    with pytest.raises(ValueError):
+        pysam.AlignmentHeader.from_text(text).to_dict()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["indexed", "stream"])
+def test_empty_pg_field_warns_once_and_counts_as_the_clean_bam(sample, tmp_path, capfd, stream):
+    sim, gtf = sample
+    bam = rewrite_header(sim.bam, tmp_path / "star.bam", with_star_pg)
+    # The quirk is real: pysam cannot parse this header.
+    with pysam.AlignmentFile(str(bam)) as handle, pytest.raises(ValueError):
+        handle.header.to_dict()
+    extra = ["--stream"] if stream else []
+    code, err = run_cli(capfd, ["scan", bam, "--out", tmp_path / "o", *extra, *gene_args(gtf)])
+    assert code == 0, err
+    no_traceback(err)
+    warned = [line for line in err.splitlines() if "not TAG:VALUE" in line]
+    assert len(warned) == 1, err
+    assert str(bam) in warned[0] and "header line" in warned[0] and "@PG" in warned[0]
+    summary = summary_of(tmp_path / "o")
+    assert summary["read_mode"] == ("stream" if stream else "indexed")
+    assert summary["fragments_on_gene"] == sim.truth["gene_fragments"]
+    assert summary["header_problems"] == [warned[0].split(": ", 2)[-1].split("; ignored")[0]]
+
+
+def test_empty_pg_field_through_python_m_has_no_traceback(sample, tmp_path):
+    sim, gtf = sample
+    bam = rewrite_header(sim.bam, tmp_path / "star.bam", with_star_pg)
+    done = subprocess.run(
+        [sys.executable, "-m", "cd22scan", "scan", str(bam), "--out", str(tmp_path / "o"),
+         *gene_args(gtf)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_sam_text_with_empty_pg_field_is_refused_naming_the_line(sample, tmp_path, capfd):
+    """htslib cannot open SAM text whose header does not parse (samtools view neither)."""
+    sim, gtf = sample
+    sam = tmp_path / "star.sam"
+    text = pysam.view("-h", "--no-PG", str(sim.bam))
+    head = [x for x in text.splitlines() if x.startswith("@")]
+    body = [x for x in text.splitlines() if not x.startswith("@")]
+    sam.write_text("\n".join([*head, "@PG\tID:STAR\t", *body]) + "\n")
+    code, err = run_cli(capfd, ["scan", sam, "--out", tmp_path / "o", *gene_args(gtf)])
+    assert code == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cd22scan: error: "), err
+    assert str(sam) in lines[0] and f"header line {len(head) + 1} (@PG)" in lines[0]
+    no_traceback(err)
+
+
+# --- 1. one reference name listed twice ---------------------------------------------------------
+
+
+def test_duplicate_sq_of_another_contig_warns_and_counts(sample, tmp_path, capfd):
+    sim, gtf = sample
+    # Another contig, listed twice in the text and in htslib's binary target list.
+    refs = [*split_bam(sim.bam)[1], ("chrZ", 500), ("chrZ", 500)]
+    bam = bam_with_refs(sim.bam, tmp_path / "dup_other.bam", refs)
+    code, err = run_cli(capfd, ["scan", bam, "--out", tmp_path / "o", *gene_args(gtf)])
+    assert code == 0, err
+    no_traceback(err)
+    warned = [line for line in err.splitlines() if "more than once" in line]
+    assert len(warned) == 1 and "chrZ" in warned[0] and str(bam) in warned[0], err
+    summary = summary_of(tmp_path / "o")
+    assert summary["fragments_on_gene"] == sim.truth["gene_fragments"]
+    assert summary["duplicate_contigs"] == ["chrZ"]
+
+
+def test_duplicate_sq_of_the_gene_contig_is_refused(sample, tmp_path, capfd):
+    sim, gtf = sample
+    refs = split_bam(sim.bam)[1]
+    bam = bam_with_refs(sim.bam, tmp_path / "dup_gene.bam", [*refs, ("chrT", refs[0][1])])
+    code, err = run_cli(capfd, ["scan", bam, "--out", tmp_path / "o", *gene_args(gtf)])
+    assert code == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 2, err  # the header warning, then the refusal
+    assert "more than once" in lines[0]
+    assert lines[1].startswith("cd22scan: error: ") and "@SQ SN:chrT more than once" in lines[1]
+    no_traceback(err)
