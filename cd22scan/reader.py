@@ -402,6 +402,66 @@ def _header_md5(source: AlignmentSource, contig: str) -> str | None:
     return source.md5.get(contig)
 
 
+MATE_SUFFIXES = {"/1,/2": "/", ".1,.2": "."}
+"""Mate-name conventions the core can strip (label -> separator before the mate's digit)."""
+
+MATE_SUFFIX_SAMPLE = 5000
+"""Records read to detect the mate-name convention: enough that several mates meet."""
+
+
+def detect_mate_suffix(
+    source: AlignmentSource, contig: str, start0: int, end0: int, reference: str | None = None
+) -> str | None:
+    """The file's mate-name convention (``"/1,/2"`` or ``".1,.2"``), or None if mates share
+    their QNAME (the SAM rule) or the records do not say.
+
+    Looks at up to MATE_SUFFIX_SAMPLE records of the window (indexed) or of the file's start,
+    through a second handle, so the scan itself reads the file as before. A convention is taken
+    only when every paired primary first segment ends in ``/1`` (``.1``), every last segment in
+    ``/2`` (``.2``), at least one pair of stems meets, and no name is shared as is by a first and
+    a last segment: a file from ``fastq-dump`` without ``--readids`` names both mates
+    ``SRR1.1``, ``SRR1.2``, ... (same name per spot), and must keep pairing by the full name.
+    Standard input cannot be read twice: None.
+    """
+    if source.path == "-":
+        return None
+    firsts: set[str] = set()
+    lasts: set[str] = set()
+    try:
+        with (
+            htslib_quiet(),
+            pysam.AlignmentFile(
+                source.path, "r", reference_filename=reference, check_sq=False
+            ) as handle,
+        ):
+            if source.has_index:
+                records = handle.fetch(tid=source.tid(contig), start=start0, stop=end0)
+            else:
+                records = handle.fetch(until_eof=True)
+            for read in itertools.islice(records, MATE_SUFFIX_SAMPLE):
+                flag = read.flag
+                if not flag & 0x1 or flag & 0x900:
+                    continue
+                segment = flag & 0xC0
+                if segment == 0x40:
+                    firsts.add(read.query_name)
+                elif segment == 0x80:
+                    lasts.add(read.query_name)
+    except (OSError, ValueError):
+        return None  # the scan reports what is wrong with the file
+    if not firsts or not lasts or firsts & lasts:
+        return None
+    for label, separator in MATE_SUFFIXES.items():
+        one, two = separator + "1", separator + "2"
+        if all(n.endswith(one) and len(n) > 2 for n in firsts) and all(
+            n.endswith(two) and len(n) > 2 for n in lasts
+        ):
+            stems_first = {n[:-2] for n in firsts}
+            if stems_first & {n[:-2] for n in lasts}:
+                return label
+    return None
+
+
 def library_size(source: AlignmentSource) -> int | None:
     """Mapped records in the file from the index (what `samtools idxstats` reports)."""
     if not source.has_index:

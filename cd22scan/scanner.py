@@ -29,6 +29,7 @@ from cd22scan.errors import AnnotationError, InputError, UsageError
 from cd22scan.reader import (
     AlignmentSource,
     check_reference,
+    detect_mate_suffix,
     feed_window,
     htslib_quiet,
     library_size,
@@ -188,6 +189,17 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
                 if source.format == "SAM"
                 else f"index it to read only the gene: samtools index {source.display_name}",
             )
+        mate_suffix = detect_mate_suffix(
+            source, model.contig, window_start0, window_end0, params.reference
+        )
+        if mate_suffix is not None:
+            first, second = mate_suffix.split(",")
+            log.info(
+                "%s: mates are named NAME%s and NAME%s; pairing them by NAME",
+                source.display_name,
+                first,
+                second,
+            )
         counter = _core.GeneCounter(
             model.contig,
             window_start0,
@@ -198,6 +210,7 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
             min_anchor=params.min_anchor,
             exclude_flags=params.exclude_flags,
             dedup_overlaps=params.dedup_overlaps,
+            mate_suffix=mate_suffix or "",
         )
         # No total: the index does not say cheaply how many records the window holds.
         with progress(f"{sample}: records", unit=" records", scale=True) as bar:
@@ -283,6 +296,7 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
         },
         "header_problems": header_problems,
         "duplicate_contigs": duplicate_contigs,
+        "mate_name_suffix": mate_suffix,
         "library_size": lib_size,
         "library_size_definition": "mapped records in the file (samtools idxstats)",
         "fragments_in_window": result.fragments,

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pysam
 import pytest
+from core_helpers import assert_same_counts, core_count
+from reference_counter import reference_count
 from simulator import simulate, small_gene
 
 from cd22scan.cli import main
-from cd22scan.reader import parse_header_text
+from cd22scan.reader import detect_mate_suffix, open_alignments, parse_header_text
 from cd22scan.simulate import write_gtf
 
 # --- fixtures and helpers -----------------------------------------------------------------------
@@ -197,3 +199,93 @@ def test_duplicate_sq_of_the_gene_contig_is_refused(sample, tmp_path, capfd):
     assert "more than once" in lines[0]
     assert lines[1].startswith("cd22scan: error: ") and "@SQ SN:chrT more than once" in lines[1]
     no_traceback(err)
+
+
+# --- 2. mate names with suffixes ----------------------------------------------------------------
+
+
+def rename_mates(src: Path, dst: Path, style: str) -> Path:
+    """``src`` with every paired record renamed: ``slash`` NAME/1 NAME/2, ``dot`` NAME.1 NAME.2
+    (HISAT2 on SRA reads dumped with read ids), ``spot`` SRR18.<n> for both mates of the n-th
+    template (``fastq-dump`` without ``--readids``: identical names, many ending in .1 or .2)."""
+    spots: dict[str, int] = {}
+    with (
+        pysam.AlignmentFile(str(src)) as bam,
+        pysam.AlignmentFile(str(dst), "wb", template=bam) as out,
+    ):
+        for read in bam.fetch(until_eof=True):
+            name = read.query_name
+            if read.flag & 0x1:
+                mate = "1" if read.flag & 0x40 else "2"
+                if style == "slash":
+                    read.query_name = f"{name}/{mate}"
+                elif style == "dot":
+                    read.query_name = f"{name}.{mate}"
+                else:
+                    read.query_name = f"SRR18.{spots.setdefault(name, len(spots) + 1)}"
+            out.write(read)
+    pysam.index(str(dst))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def renamed(sample, tmp_path_factory):
+    sim, _ = sample
+    tmp = tmp_path_factory.mktemp("renamed")
+    return {style: rename_mates(sim.bam, tmp / f"{style}.bam", style) for style in STYLES}
+
+
+STYLES = {"slash": "/1,/2", "dot": ".1,.2", "spot": None}
+
+
+def count_args(sim, bam) -> tuple:
+    gene = sim.gene
+    window = gene.window(300)
+    return (str(bam), gene.contig, window[0], window[1], list(gene.exons))
+
+
+@pytest.mark.parametrize("handover", ["segments", "text"])
+@pytest.mark.parametrize("style", ["slash", "dot"])
+def test_suffixed_mates_count_as_the_original_pairs(sample, renamed, style, handover):
+    """Fragments per exon, junctions, and bases with overlap de-duplication: identical to the
+    original names, in the core and in the reference counter."""
+    sim, _ = sample
+    label = STYLES[style]
+    original = core_count(*count_args(sim, sim.bam), handover=handover)
+    core = core_count(*count_args(sim, renamed[style]), handover=handover, mate_suffix=label)
+    ref = reference_count(*count_args(sim, renamed[style]), mate_suffix=label)
+    assert_same_counts(core, ref)
+    assert_same_counts(core, original)
+    assert list(core.exon_fragments) == list(sim.truth["exon_fragments"])
+    # The quirk is real: without the convention every mate is a fragment of its own.
+    untold = core_count(*count_args(sim, renamed[style]), handover=handover)
+    assert untold.fragments > original.fragments
+    # ... and a base both mates cover counts twice (de-duplication needs the pair).
+    bases = {k: int(sum(v)) for k, v in original.base_counts.items()}
+    assert sum(int(sum(v)) for v in untold.base_counts.values()) > sum(bases.values())
+
+
+def test_detection_per_file(sample, renamed):
+    sim, _ = sample
+    found = {}
+    for style, bam in [("original", sim.bam), *renamed.items()]:
+        with open_alignments(str(bam)) as source:
+            found[style] = detect_mate_suffix(source, "chrT", *sim.gene.window(300))
+    # Identical names per spot (SRR18.1 for both mates of spot 1) keep pairing by full name.
+    assert found == {"original": None, "slash": "/1,/2", "dot": ".1,.2", "spot": None}
+
+
+@pytest.mark.parametrize("style", ["slash", "dot", "spot"])
+@pytest.mark.parametrize("stream", [False, True], ids=["indexed", "stream"])
+def test_scan_pairs_suffixed_mates_and_says_so(sample, renamed, tmp_path, capfd, style, stream):
+    sim, gtf = sample
+    extra = ["--stream"] if stream else []
+    out = tmp_path / "o"
+    code, err = run_cli(capfd, ["scan", renamed[style], "--out", out, *extra, *gene_args(gtf)])
+    assert code == 0, err
+    no_traceback(err)
+    summary = summary_of(out)
+    assert summary["mate_name_suffix"] == STYLES[style]
+    assert summary["fragments_on_gene"] == sim.truth["gene_fragments"]
+    said = [line for line in err.splitlines() if "mates are named" in line]
+    assert len(said) == (0 if style == "spot" else 1), err
