@@ -409,22 +409,41 @@ MATE_SUFFIX_SAMPLE = 5000
 """Records read to detect the mate-name convention: enough that several mates meet."""
 
 
-def detect_mate_suffix(
-    source: AlignmentSource, contig: str, start0: int, end0: int, reference: str | None = None
-) -> str | None:
-    """The file's mate-name convention (``"/1,/2"`` or ``".1,.2"``), or None if mates share
-    their QNAME (the SAM rule) or the records do not say.
+@dataclass
+class ReadSurvey:
+    """What the first records of the window (or file) say about how the reads were sequenced."""
 
-    Looks at up to MATE_SUFFIX_SAMPLE records of the window (indexed) or of the file's start,
-    through a second handle, so the scan itself reads the file as before. A convention is taken
-    only when every paired primary first segment ends in ``/1`` (``.1``), every last segment in
-    ``/2`` (``.2``), at least one pair of stems meets, and no name is shared as is by a first and
-    a last segment: a file from ``fastq-dump`` without ``--readids`` names both mates
-    ``SRR1.1``, ``SRR1.2``, ... (same name per spot), and must keep pairing by the full name.
-    Standard input cannot be read twice: None.
+    sampled: int = 0  # primary records looked at
+    paired: int = 0  # of those, FLAG 0x1
+    mate_suffix: str | None = None  # "/1,/2", ".1,.2" or None (mates share their QNAME)
+
+    @property
+    def layout(self) -> str | None:
+        """ "paired", "single", "mixed" (both kinds of records), or None (no records)."""
+        if not self.sampled:
+            return None
+        if self.paired == self.sampled:
+            return "paired"
+        return "single" if self.paired == 0 else "mixed"
+
+
+def survey_reads(
+    source: AlignmentSource, contig: str, start0: int, end0: int, reference: str | None = None
+) -> ReadSurvey:
+    """Paired/single primary records and the mate-name convention among the first
+    MATE_SUFFIX_SAMPLE records of the window (indexed) or of the file (through a second handle,
+    so the scan itself reads the file as before). Standard input cannot be read twice: an empty
+    survey.
+
+    A mate-name convention (``"/1,/2"`` or ``".1,.2"``) is taken only when every paired primary
+    first segment ends in ``/1`` (``.1``), every last segment in ``/2`` (``.2``), at least one
+    pair of stems meets, and no name is shared as is by a first and a last segment: a file from
+    ``fastq-dump`` without ``--readids`` names both mates ``SRR1.1``, ``SRR1.2``, ... (one name
+    per spot), and must keep pairing by the full name.
     """
+    survey = ReadSurvey()
     if source.path == "-":
-        return None
+        return survey
     firsts: set[str] = set()
     lasts: set[str] = set()
     try:
@@ -440,15 +459,24 @@ def detect_mate_suffix(
                 records = handle.fetch(until_eof=True)
             for read in itertools.islice(records, MATE_SUFFIX_SAMPLE):
                 flag = read.flag
-                if not flag & 0x1 or flag & 0x900:
+                if flag & 0x904:  # unmapped, secondary, supplementary
                     continue
+                survey.sampled += 1
+                if not flag & 0x1:
+                    continue
+                survey.paired += 1
                 segment = flag & 0xC0
                 if segment == 0x40:
                     firsts.add(read.query_name)
                 elif segment == 0x80:
                     lasts.add(read.query_name)
     except (OSError, ValueError):
-        return None  # the scan reports what is wrong with the file
+        return ReadSurvey()  # the scan reports what is wrong with the file
+    survey.mate_suffix = _mate_suffix_of(firsts, lasts)
+    return survey
+
+
+def _mate_suffix_of(firsts: set[str], lasts: set[str]) -> str | None:
     if not firsts or not lasts or firsts & lasts:
         return None
     for label, separator in MATE_SUFFIXES.items():

@@ -27,13 +27,14 @@ from cd22scan.console import progress
 from cd22scan.contigs import detect_build, resolve_contig
 from cd22scan.errors import AnnotationError, InputError, UsageError
 from cd22scan.reader import (
+    MATE_SUFFIX_SAMPLE,
     AlignmentSource,
     check_reference,
-    detect_mate_suffix,
     feed_window,
     htslib_quiet,
     library_size,
     open_alignments,
+    survey_reads,
 )
 from cd22scan.strandedness import resolve as resolve_strandedness
 
@@ -130,6 +131,30 @@ def _choose_model(params: ScanParams, source: AlignmentSource) -> GeneModel:
     return check_model_against_header(builtin_model(gene, build), source.contigs)
 
 
+FLAGGED_SHARE = 0.10
+"""Share of the window's records that are secondary or QC-fail above which the scan says so."""
+
+
+def _warn_if_many_flagged(display: str, filters: dict[str, int]) -> None:
+    """One line when many records over the gene were left out as secondary or QC-fail (an
+    aligner reporting many multi-mappers, or a vendor QC run): the counts stand, but fewer
+    reads than the file holds were used."""
+    seen = filters.get("records", 0)
+    kinds = [
+        f"{filters[key]} {what}"
+        for key, what in (("secondary", "secondary (0x100)"), ("qcfail", "QC-fail (0x200)"))
+        if filters.get(key, 0) and filters[key] >= FLAGGED_SHARE * seen
+    ]
+    if kinds:
+        log.warning(
+            "%s: of %d records over the gene, %s were left out (--exclude-flags); see the "
+            "summary's reads.removed_* counts",
+            display,
+            seen,
+            " and ".join(kinds),
+        )
+
+
 def reference_fetch(reference: str | None, contig: str) -> tables.RefFetch | None:
     if reference is None:
         return None
@@ -189,9 +214,16 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
                 if source.format == "SAM"
                 else f"index it to read only the gene: samtools index {source.display_name}",
             )
-        mate_suffix = detect_mate_suffix(
-            source, model.contig, window_start0, window_end0, params.reference
-        )
+        survey = survey_reads(source, model.contig, window_start0, window_end0, params.reference)
+        mate_suffix = survey.mate_suffix
+        if survey.layout == "mixed":
+            log.warning(
+                "%s mixes paired-end and single-end records (%d paired of the first %d primary "
+                "records over the gene): each pair counts as one fragment, each single read as one",
+                source.display_name,
+                survey.paired,
+                survey.sampled,
+            )
         if mate_suffix is not None:
             first, second = mate_suffix.split(",")
             log.info(
@@ -253,6 +285,7 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
     introns = tables.intron_table(model, result, sample)
     bases = tables.bases_table(result, model.contig, window_start0, reference_bases)
     indels = tables.indel_table(result, model.contig, sample, fetch)
+    _warn_if_many_flagged(display, result.filters)
     if result.filters["used"] == 0:
         log.warning("%s: no reads pass the filters over %s %s", display, model.gene, model.contig)
     summary = {
@@ -297,6 +330,13 @@ def scan(path: str, params: ScanParams | None = None, **overrides: Any) -> ScanR
         "header_problems": header_problems,
         "duplicate_contigs": duplicate_contigs,
         "mate_name_suffix": mate_suffix,
+        "read_layout": {
+            "layout": survey.layout,
+            "paired": survey.paired,
+            "single": survey.sampled - survey.paired,
+            "sampled": survey.sampled,
+            "how": f"first {MATE_SUFFIX_SAMPLE} records over the window (primary, mapped)",
+        },
         "library_size": lib_size,
         "library_size_definition": "mapped records in the file (samtools idxstats)",
         "fragments_in_window": result.fragments,

@@ -19,10 +19,10 @@ import pysam
 import pytest
 from core_helpers import assert_same_counts, core_count
 from reference_counter import reference_count
-from simulator import simulate, small_gene
+from simulator import cd22_grch37, cd22_grch38, simulate, small_gene
 
 from cd22scan.cli import main
-from cd22scan.reader import detect_mate_suffix, open_alignments, parse_header_text
+from cd22scan.reader import open_alignments, parse_header_text, survey_reads
 from cd22scan.simulate import write_gtf
 
 # --- fixtures and helpers -----------------------------------------------------------------------
@@ -270,7 +270,7 @@ def test_detection_per_file(sample, renamed):
     found = {}
     for style, bam in [("original", sim.bam), *renamed.items()]:
         with open_alignments(str(bam)) as source:
-            found[style] = detect_mate_suffix(source, "chrT", *sim.gene.window(300))
+            found[style] = survey_reads(source, "chrT", *sim.gene.window(300)).mate_suffix
     # Identical names per spot (SRR18.1 for both mates of spot 1) keep pairing by full name.
     assert found == {"original": None, "slash": "/1,/2", "dot": ".1,.2", "spot": None}
 
@@ -289,3 +289,110 @@ def test_scan_pairs_suffixed_mates_and_says_so(sample, renamed, tmp_path, capfd,
     assert summary["fragments_on_gene"] == sim.truth["gene_fragments"]
     said = [line for line in err.splitlines() if "mates are named" in line]
     assert len(said) == (0 if style == "spot" else 1), err
+
+
+# --- 3. mixed single/paired records, many flagged records, cohorts on other references ---------
+
+
+def make_mixed(src: Path, dst: Path) -> Path:
+    """``src`` with every other template turned single-end: its last segment dropped, its first
+    segment's pairing flags and mate fields cleared (a merge of SE and PE runs of one sample)."""
+    singles: dict[str, bool] = {}
+    with (
+        pysam.AlignmentFile(str(src)) as bam,
+        pysam.AlignmentFile(str(dst), "wb", template=bam) as out,
+    ):
+        for read in bam.fetch(until_eof=True):
+            if read.flag & 0x1:
+                single = singles.setdefault(read.query_name, len(singles) % 2 == 0)
+                if single:
+                    if read.flag & 0x80:
+                        continue
+                    read.flag &= ~(0x1 | 0x2 | 0x8 | 0x20 | 0x40 | 0x80)
+                    read.next_reference_id = -1
+                    read.next_reference_start = -1
+                    read.template_length = 0
+            out.write(read)
+    pysam.index(str(dst))
+    return dst
+
+
+def test_mixed_single_and_paired_records_are_said_and_counted_as_the_reference(
+    sample, tmp_path, capfd
+):
+    sim, gtf = sample
+    bam = make_mixed(sim.bam, tmp_path / "mixed.bam")
+    ref = reference_count(*count_args(sim, bam))
+    assert_same_counts(core_count(*count_args(sim, bam)), ref)
+    out = tmp_path / "o"
+    code, err = run_cli(capfd, ["scan", bam, "--out", out, *gene_args(gtf)])
+    assert code == 0, err
+    no_traceback(err)
+    said = [line for line in err.splitlines() if "mixes paired-end and single-end" in line]
+    assert len(said) == 1 and str(bam) in said[0], err
+    summary = summary_of(out)
+    layout = summary["read_layout"]
+    assert layout["layout"] == "mixed" and 0 < layout["paired"] < layout["sampled"]
+    assert summary["fragments_on_gene"] == ref.gene_fragments
+    # The untouched paired file says "paired" and warns nothing.
+    code, err = run_cli(capfd, ["scan", sim.bam, "--out", tmp_path / "p", *gene_args(gtf)])
+    assert code == 0 and "mixes" not in err, err
+    assert summary_of(tmp_path / "p")["read_layout"]["layout"] == "paired"
+
+
+def test_many_secondary_and_qcfail_records_are_said_in_one_line(tmp_path, capfd):
+    sim = simulate(
+        tmp_path / "sim", seed=181, gene=small_gene("+"), n_fragments=300,
+        secondary_fraction=0.6, qcfail_fraction=0.2, sample="F1",
+    )  # fmt: skip
+    gtf = write_gtf(sim.gene, tmp_path / "small.gtf")
+    out = tmp_path / "o"
+    code, err = run_cli(capfd, ["scan", sim.bam, "--out", out, *gene_args(gtf)])
+    assert code == 0, err
+    said = [line for line in err.splitlines() if "were left out" in line]
+    assert len(said) == 1, err
+    reads = summary_of(out)["reads"]
+    assert f"{reads['removed_secondary']} secondary (0x100)" in said[0]
+    assert f"{reads['removed_qcfail']} QC-fail (0x200)" in said[0]
+    assert summary_of(out)["fragments_on_gene"] == sim.truth["gene_fragments"]
+    # The default simulation (1% of each) says nothing.
+    plain = simulate(tmp_path / "plain", seed=181, gene=small_gene("+"), n_fragments=300)
+    code, err = run_cli(capfd, ["scan", plain.bam, "--out", tmp_path / "p", *gene_args(gtf)])
+    assert code == 0 and "were left out" not in err, err
+
+
+@pytest.fixture(scope="module")
+def cd22_on_builds(tmp_path_factory):
+    """CD22 simulated on GRCh38 chr19, on GRCh38 named "19" and on GRCh37 chr19."""
+    tmp = tmp_path_factory.mktemp("builds")
+    common = {"n_fragments": 200, "seed": 182}
+    return {
+        "38": simulate(tmp / "a", gene=cd22_grch38(), sample="P1_base", **common).bam,
+        "38_ensembl": simulate(
+            tmp / "b", gene=cd22_grch38(), contig_name="19", sample="P1_rel", **common
+        ).bam,
+        "37": simulate(
+            tmp / "c", gene=cd22_grch37(), build="GRCh37", sample="P1_rel37", **common
+        ).bam,
+    }
+
+
+def test_pair_on_different_builds_is_refused_in_one_line(cd22_on_builds, tmp_path, capfd):
+    base, rel = cd22_on_builds["38"], cd22_on_builds["37"]
+    out = tmp_path / "o"
+    code, err = run_cli(capfd, ["compare", "--baseline", base, "--relapse", rel, "--out", out])
+    assert code == 2, err
+    no_traceback(err)
+    lines = [line for line in err.splitlines() if line.startswith("cd22scan: error: ")]
+    assert len(lines) == 1, err
+    assert "GRCh38" in lines[0] and "GRCh37" in lines[0] and "different references" in lines[0]
+
+
+def test_pair_with_chr19_and_19_of_one_build_is_compared_and_said(cd22_on_builds, tmp_path, capfd):
+    base, rel = cd22_on_builds["38"], cd22_on_builds["38_ensembl"]
+    out = tmp_path / "o"
+    code, err = run_cli(capfd, ["compare", "--baseline", base, "--relapse", rel, "--out", out])
+    assert code == 0, err
+    no_traceback(err)
+    said = [line for line in err.splitlines() if "compared by position" in line]
+    assert len(said) == 1 and "chr19" in said[0] and " 19 " in said[0], err

@@ -1,7 +1,7 @@
 //! Mates named `NAME/1` `NAME/2` or `NAME.1` `NAME.2` pair as if they shared `NAME` once the
 //! counter is told the file's convention, and only then. Files whose mates share one name that
 //! happens to end in `.1` (`fastq-dump` without `--readids`) must not be told: the reader's
-//! per-file detection (cd22scan/reader.py `detect_mate_suffix`) sees that and says `None`.
+//! per-file detection (cd22scan/reader.py `survey_reads`) sees that and says `None`.
 
 use cd22scan_core::names::MateSuffix;
 use cd22scan_core::{CountResult, CounterConfig, GeneCounter};
