@@ -396,3 +396,19 @@ def test_pair_with_chr19_and_19_of_one_build_is_compared_and_said(cd22_on_builds
     no_traceback(err)
     said = [line for line in err.splitlines() if "compared by position" in line]
     assert len(said) == 1 and "chr19" in said[0] and " 19 " in said[0], err
+
+
+def test_run_with_a_patient_on_two_builds_stops_in_one_line(cd22_on_builds, tmp_path, capfd):
+    """``run``: the refusal names both samples; nothing is compared across builds silently."""
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text(
+        "patient\tsample\ttimepoint\tpath\n"
+        f"P1\tP1_base\tbaseline\t{cd22_on_builds['38']}\n"
+        f"P1\tP1_rel37\trelapse\t{cd22_on_builds['37']}\n"
+    )
+    code, err = run_cli(capfd, ["run", sheet, "--out", tmp_path / "o", "-q"])
+    assert code == 2, err
+    no_traceback(err)
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cd22scan: error: "), err
+    assert "P1_base (GRCh38" in lines[0] and "P1_rel37 (GRCh37" in lines[0]
