@@ -154,19 +154,27 @@ def test_empty_pg_field_through_python_m_has_no_traceback(sample, tmp_path):
     assert "Traceback" not in done.stderr
 
 
-def test_sam_text_with_empty_pg_field_is_refused_naming_the_line(sample, tmp_path, capfd):
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [("@PG\tID:STAR\t", "(@PG) field 3 is empty"), ("@SQ\tSN:chrT\tLN:5", "SN:chrT a second time")],
+    ids=["empty-pg-field", "duplicate-sq"],
+)
+def test_sam_text_with_a_bad_header_line_is_refused_naming_it(
+    sample, tmp_path, capfd, extra, needle
+):
     """htslib cannot open SAM text whose header does not parse (samtools view neither)."""
     sim, gtf = sample
-    sam = tmp_path / "star.sam"
+    sam = tmp_path / "bad.sam"
     text = pysam.view("-h", "--no-PG", str(sim.bam))
     head = [x for x in text.splitlines() if x.startswith("@")]
     body = [x for x in text.splitlines() if not x.startswith("@")]
-    sam.write_text("\n".join([*head, "@PG\tID:STAR\t", *body]) + "\n")
+    sam.write_text("\n".join([*head, extra, *body]) + "\n")
     code, err = run_cli(capfd, ["scan", sam, "--out", tmp_path / "o", *gene_args(gtf)])
     assert code == 2, err
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("cd22scan: error: "), err
-    assert str(sam) in lines[0] and f"header line {len(head) + 1} (@PG)" in lines[0]
+    assert str(sam) in lines[0] and f"header line {len(head) + 1} " in lines[0]
+    assert needle in lines[0]
     no_traceback(err)
 
 
