@@ -61,7 +61,10 @@ class GeneCounter:
         min_anchor: int = 8,
         exclude_flags: int = 0x704,
         dedup_overlaps: bool = True,
-    ) -> GeneCounter: ...
+        mate_suffix: str = "",
+    ) -> GeneCounter:
+        """``mate_suffix``: ``""`` (mates share their QNAME), ``"/1,/2"`` or ``".1,.2"`` (first
+        and last segments end in these; mates pair by the name without them)."""
     def add_sam(self, records: bytes) -> None:
         """Count a batch of SAM records: complete lines, newline-separated, no header lines."""
     def add_segments(

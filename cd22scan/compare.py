@@ -79,6 +79,7 @@ a new allele at ``min_delta_vaf``, and only with a reference (consequences need 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shlex
 from collections.abc import Callable, Mapping
@@ -89,7 +90,8 @@ import polars as pl
 
 from cd22scan.annotation import GeneModel
 from cd22scan.calling import SampleCalls, call_sample
-from cd22scan.errors import UsageError
+from cd22scan.contigs import molecule_of
+from cd22scan.errors import InputError, UsageError
 from cd22scan.scanner import ScanResult
 from cd22scan.stats import (
     benjamini_hochberg,
@@ -99,6 +101,8 @@ from cd22scan.stats import (
     rho_from_nb_dispersion,
 )
 from cd22scan.variants import COLUMNS as VARIANT_COLUMNS
+
+log = logging.getLogger("cd22scan")
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -803,6 +807,38 @@ def _q_values(rows: list[dict[str, Any]]) -> list[float | None]:
     return q
 
 
+def _contig_key(contig: str) -> str:
+    """chr19, 19 and NC_000019.10 are one chromosome: positions compare, names need not."""
+    return molecule_of(contig) or contig
+
+
+def _refuse_other_reference(baseline: ScanResult, relapse: ScanResult) -> None:
+    """Refuse a pair scanned against different builds (the @SQ dictionaries of the two files
+    differ in build or in the gene contig's length: positions would not correspond); say in one
+    line when only the contig's name differs (chr19 vs 19 of one build), which is compared."""
+    sides = []
+    for result in (baseline, relapse):
+        length = result.summary.get("contig_length")
+        sides.append((result.model.build, int(length) if length else None, result.model.contig))
+    (build_b, len_b, contig_b), (build_r, len_r, contig_r) = sides
+    if (build_b and build_r and build_b != build_r) or (len_b and len_r and len_b != len_r):
+        raise InputError(
+            f"cannot compare {baseline.sample} ({build_b or 'build unknown'}, {contig_b} "
+            f"{len_b} bp) with {relapse.sample} ({build_r or 'build unknown'}, {contig_r} "
+            f"{len_r} bp): the two files were aligned to different references; realign one "
+            "so that both use one build"
+        )
+    if contig_b != contig_r and _contig_key(contig_b) == _contig_key(contig_r):
+        log.warning(
+            "%s names the contig %s and %s names it %s (same length%s): compared by position",
+            baseline.sample,
+            contig_b,
+            relapse.sample,
+            contig_r,
+            f", {build_b}" if build_b else "",
+        )
+
+
 def compare_samples(
     baseline: ScanResult,
     relapse: ScanResult,
@@ -818,10 +854,11 @@ def compare_samples(
     """
     t = thresholds
     mb, mr = baseline.model, relapse.model
-    if (mb.gene, mb.transcript, mb.contig, mb.exons) != (
+    _refuse_other_reference(baseline, relapse)
+    if (mb.gene, mb.transcript, _contig_key(mb.contig), mb.exons) != (
         mr.gene,
         mr.transcript,
-        mr.contig,
+        _contig_key(mr.contig),
         mr.exons,
     ):
         raise UsageError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import gzip
 import hashlib
 import itertools
 import logging
@@ -50,6 +51,27 @@ class AlignmentSource:
     has_index: bool
     sort_order: str | None
     read_group_samples: list[str] = field(default_factory=list)
+    tids: dict[str, int] = field(default_factory=dict)  # contig -> first target id
+    md5: dict[str, str] = field(default_factory=dict)  # contig -> @SQ M5 (first @SQ line)
+    duplicate_contigs: list[str] = field(default_factory=list)  # names listed twice in @SQ
+    header_problems: list[str] = field(default_factory=list)  # malformed lines, one line each
+
+    def tid(self, contig: str) -> int:
+        """The target id of ``contig`` from htslib's target arrays (the first of duplicates).
+
+        pysam's ``get_tid`` parses the header text, which fails on a malformed line; the target
+        arrays do not depend on the text.
+        """
+        return self.tids.get(contig, -1)
+
+    def refuse_ambiguous(self, contig: str) -> None:
+        """Refuse a contig that two @SQ lines name: its records cannot be told apart."""
+        if contig in self.duplicate_contigs:
+            raise InputError(
+                f"{self.display_name}: the header lists @SQ SN:{contig} more than once, so its "
+                "records cannot be told apart (htslib refuses such a header too); fix the header "
+                "(samtools reheader) and give the file again"
+            )
 
     def close(self) -> None:
         # After a read error htslib also fails to close the file; the read error is the one
@@ -120,19 +142,45 @@ def open_alignments(path: str, reference: str | None = None, threads: int = 1) -
             )
     except (OSError, ValueError) as exc:
         where = "standard input" if path == "-" else path
+        problem = _sam_header_problem(path) if path != "-" else None
+        if problem is not None:
+            raise InputError(
+                f"{where}: {problem}; htslib (and samtools) cannot read SAM text with such a "
+                "header: fix that line, or convert with a tool that skips it"
+            ) from None
         raise InputError(f"{where}: {_open_problem(str(exc))}") from None
     fmt = handle.format if hasattr(handle, "format") else "?"
     if handle.is_cram and reference is None and not os.environ.get("REF_PATH"):
         handle.close()
         raise InputError(f"{path}: CRAM input needs --reference (the FASTA it was written against)")
-    header = handle.header.to_dict()
-    contigs = {sq["SN"]: int(sq["LN"]) for sq in header.get("SQ", [])}
+    header = parse_header_text(str(handle.header))
+    contigs: dict[str, int] = {}
+    tids: dict[str, int] = {}
+    duplicates: list[str] = []
+    # Names and lengths from htslib's target arrays (the binary header of a BAM/CRAM), which
+    # htslib reads whatever the header text holds; the first of duplicated names wins.
+    for tid, (name, length) in enumerate(zip(handle.references, handle.lengths, strict=True)):
+        if name in contigs:
+            if name not in duplicates:
+                duplicates.append(name)
+            continue
+        contigs[name] = int(length)
+        tids[name] = tid
     if not contigs:
         handle.close()
         raise InputError(f"{path}: the header has no @SQ lines (no reference sequences)")
-    hd = header.get("HD", {})
-    sort_order = hd.get("SO")
-    samples = [rg["SM"] for rg in header.get("RG", []) if "SM" in rg]
+    where = "standard input" if path == "-" else path
+    for problem in header.problems:
+        log.warning("%s: %s; ignored (the reads are read as samtools reads them)", where, problem)
+    if duplicates:
+        log.warning(
+            "%s: the header lists %s more than once (@SQ SN); the first entry is used, and a "
+            "gene on such a contig is refused",
+            where,
+            ", ".join(duplicates),
+        )
+    sort_order = header.sort_order
+    samples = header.read_group_samples
     has_index = False
     if path != "-":
         try:
@@ -152,7 +200,51 @@ def open_alignments(path: str, reference: str | None = None, threads: int = 1) -
         has_index=has_index,
         sort_order=sort_order,
         read_group_samples=samples,
+        tids=tids,
+        md5=header.md5,
+        duplicate_contigs=duplicates,
+        header_problems=header.problems,
     )
+
+
+@dataclass
+class HeaderText:
+    """What cd22scan takes from the header text, and the lines it could not parse."""
+
+    sort_order: str | None = None
+    read_group_samples: list[str] = field(default_factory=list)
+    md5: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def parse_header_text(text: str) -> HeaderText:
+    """Read @HD SO, @RG SM and @SQ M5 from header text line by line, tolerating bad fields.
+
+    pysam's ``header.to_dict()`` raises on the first malformed field (a STAR ``@PG`` line ending
+    in a tab has an empty one); here a field without ``TAG:`` is skipped and reported in
+    ``problems`` (one line each, 1-based header line numbers), and the rest is used.
+    """
+    out = HeaderText()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.startswith("@") or line.startswith("@CO"):
+            continue
+        kind, *fields = line.split("\t")
+        tags: dict[str, str] = {}
+        for index, value in enumerate(fields, start=2):
+            if len(value) >= 3 and value[2] == ":":
+                tags.setdefault(value[:2], value[3:])
+                continue
+            what = "is empty (a trailing tab?)" if value == "" else f"is {value[:40]!r}"
+            out.problems.append(
+                f"header line {number} ({kind}) field {index} {what}, not TAG:VALUE"
+            )
+        if kind == "@HD" and out.sort_order is None:
+            out.sort_order = tags.get("SO")
+        elif kind == "@RG" and "SM" in tags:
+            out.read_group_samples.append(tags["SM"])
+        elif kind == "@SQ" and "SN" in tags and "M5" in tags:
+            out.md5.setdefault(tags["SN"], tags["M5"])
+    return out
 
 
 def _try_index(handle: pysam.AlignmentFile, path: str) -> bool:
@@ -178,6 +270,42 @@ def htslib_quiet() -> Iterator[None]:
         yield
     finally:
         pysam.set_verbosity(previous)
+
+
+def _sam_header_problem(path: str) -> str | None:
+    """The first malformed or duplicated header line of a SAM text file (plain or gzip), if any.
+
+    htslib refuses to open SAM text whose header does not parse, without saying which line.
+    """
+    lines: list[str] = []
+    try:
+        opener = gzip.open if _is_gzip(path) else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as text:
+            for line in text:
+                if not line.startswith("@"):
+                    break
+                lines.append(line.rstrip("\n").rstrip("\r"))
+                if len(lines) > 1_000_000:
+                    break
+    except (OSError, EOFError, UnicodeError):
+        return None
+    header = parse_header_text("\n".join(lines))
+    if header.problems:
+        return header.problems[0]
+    seen: set[str] = set()
+    for number, line in enumerate(lines, start=1):
+        if line.startswith("@SQ\t"):
+            names = [f[3:] for f in line.split("\t")[1:] if f.startswith("SN:")]
+            for name in names:
+                if name in seen:
+                    return f"header line {number} lists @SQ SN:{name} a second time"
+                seen.add(name)
+    return None
+
+
+def _is_gzip(path: str) -> bool:
+    with open(path, "rb") as raw:
+        return raw.read(2) == b"\x1f\x8b"
 
 
 def _open_problem(message: str) -> str:
@@ -271,9 +399,94 @@ MD5_CHUNK = 1 << 20
 
 
 def _header_md5(source: AlignmentSource, contig: str) -> str | None:
-    for sq in source.handle.header.to_dict().get("SQ", []):
-        if sq.get("SN") == contig:
-            return sq.get("M5")
+    return source.md5.get(contig)
+
+
+MATE_SUFFIXES = {"/1,/2": "/", ".1,.2": "."}
+"""Mate-name conventions the core can strip (label -> separator before the mate's digit)."""
+
+MATE_SUFFIX_SAMPLE = 5000
+"""Records read to detect the mate-name convention: enough that several mates meet."""
+
+
+@dataclass
+class ReadSurvey:
+    """What the first records of the window (or file) say about how the reads were sequenced."""
+
+    sampled: int = 0  # primary records looked at
+    paired: int = 0  # of those, FLAG 0x1
+    mate_suffix: str | None = None  # "/1,/2", ".1,.2" or None (mates share their QNAME)
+
+    @property
+    def layout(self) -> str | None:
+        """ "paired", "single", "mixed" (both kinds of records), or None (no records)."""
+        if not self.sampled:
+            return None
+        if self.paired == self.sampled:
+            return "paired"
+        return "single" if self.paired == 0 else "mixed"
+
+
+def survey_reads(
+    source: AlignmentSource, contig: str, start0: int, end0: int, reference: str | None = None
+) -> ReadSurvey:
+    """Paired/single primary records and the mate-name convention among the first
+    MATE_SUFFIX_SAMPLE records of the window (indexed) or of the file (through a second handle,
+    so the scan itself reads the file as before). Standard input cannot be read twice: an empty
+    survey.
+
+    A mate-name convention (``"/1,/2"`` or ``".1,.2"``) is taken only when every paired primary
+    first segment ends in ``/1`` (``.1``), every last segment in ``/2`` (``.2``), at least one
+    pair of stems meets, and no name is shared as is by a first and a last segment: a file from
+    ``fastq-dump`` without ``--readids`` names both mates ``SRR1.1``, ``SRR1.2``, ... (one name
+    per spot), and must keep pairing by the full name.
+    """
+    survey = ReadSurvey()
+    if source.path == "-":
+        return survey
+    firsts: set[str] = set()
+    lasts: set[str] = set()
+    try:
+        with (
+            htslib_quiet(),
+            pysam.AlignmentFile(
+                source.path, "r", reference_filename=reference, check_sq=False
+            ) as handle,
+        ):
+            if source.has_index:
+                records = handle.fetch(tid=source.tid(contig), start=start0, stop=end0)
+            else:
+                records = handle.fetch(until_eof=True)
+            for read in itertools.islice(records, MATE_SUFFIX_SAMPLE):
+                flag = read.flag
+                if flag & 0x904:  # unmapped, secondary, supplementary
+                    continue
+                survey.sampled += 1
+                if not flag & 0x1:
+                    continue
+                survey.paired += 1
+                segment = flag & 0xC0
+                if segment == 0x40:
+                    firsts.add(read.query_name)
+                elif segment == 0x80:
+                    lasts.add(read.query_name)
+    except (OSError, ValueError):
+        return ReadSurvey()  # the scan reports what is wrong with the file
+    survey.mate_suffix = _mate_suffix_of(firsts, lasts)
+    return survey
+
+
+def _mate_suffix_of(firsts: set[str], lasts: set[str]) -> str | None:
+    if not firsts or not lasts or firsts & lasts:
+        return None
+    for label, separator in MATE_SUFFIXES.items():
+        one, two = separator + "1", separator + "2"
+        if all(n.endswith(one) and len(n) > 2 for n in firsts) and all(
+            n.endswith(two) and len(n) > 2 for n in lasts
+        ):
+            stems_first = {n[:-2] for n in firsts}
+            if stems_first & {n[:-2] for n in lasts}:
+                return label
     return None
 
 
@@ -347,7 +560,7 @@ def feed_window(
     stats = ReadStats(mode="indexed" if use_index else "stream")
     try:
         if use_index:
-            records = source.handle.fetch(contig, start0, end0)
+            records = source.handle.fetch(tid=source.tid(contig), start=start0, stop=end0)
         else:
             records = source.handle.fetch(until_eof=True)
         try:
@@ -378,7 +591,7 @@ def feed_window(
             )
         stats.handover = "htslib" if by_htslib else "segments" if direct else "text"
         if direct:
-            tid = source.handle.get_tid(contig)
+            tid = source.tid(contig)
             _feed_segments(
                 first,
                 records,
@@ -508,7 +721,7 @@ def _feed_text(
         stats.records_to_core = n
         _flush(counter, lines, source, on_batch, len(lines))
     else:
-        tid = source.handle.get_tid(contig)
+        tid = source.tid(contig)
         mapped = 0
         sent = 0
         reported = 0

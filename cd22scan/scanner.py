@@ -29,12 +29,14 @@ from cd22scan.console import progress
 from cd22scan.contigs import detect_build, resolve_contig
 from cd22scan.errors import AnnotationError, InputError, UsageError
 from cd22scan.reader import (
+    MATE_SUFFIX_SAMPLE,
     AlignmentSource,
     check_reference,
     feed_window,
     htslib_quiet,
     library_size,
     open_alignments,
+    survey_reads,
 )
 from cd22scan.samflags import DEFAULT_EXCLUDE_FLAGS
 from cd22scan.strandedness import resolve as resolve_strandedness
@@ -197,6 +199,30 @@ def _choose_model(
     return check_model_against_header(builtin_model(gene, build), source.contigs)
 
 
+FLAGGED_SHARE = 0.10
+"""Share of the window's records that are secondary or QC-fail above which the scan says so."""
+
+
+def _warn_if_many_flagged(display: str, filters: dict[str, int]) -> None:
+    """One line when many records over the gene were left out as secondary or QC-fail (an
+    aligner reporting many multi-mappers, or a vendor QC run): the counts stand, but fewer
+    reads than the file holds were used."""
+    seen = filters.get("records", 0)
+    kinds = [
+        f"{filters[key]} {what}"
+        for key, what in (("secondary", "secondary (0x100)"), ("qcfail", "QC-fail (0x200)"))
+        if filters.get(key, 0) and filters[key] >= FLAGGED_SHARE * seen
+    ]
+    if kinds:
+        log.warning(
+            "%s: of %d records over the gene, %s were left out (--exclude-flags); see the "
+            "summary's reads.removed_* counts",
+            display,
+            seen,
+            " and ".join(kinds),
+        )
+
+
 def reference_fetch(reference: str | None, contig: str) -> tables.RefFetch | None:
     if reference is None:
         return None
@@ -245,6 +271,7 @@ def scan(
         open_alignments(path, params.reference, threads=params.threads) as source,
     ):
         model = choose_model(params, source, model)
+        source.refuse_ambiguous(model.contig)
         annotation = params.gtf or "built-in model"
         fetch = None
         if params.reference is not None:
@@ -270,6 +297,24 @@ def scan(
                 if source.format == "SAM"
                 else f"index it to read only the gene: samtools index {source.display_name}",
             )
+        survey = survey_reads(source, model.contig, window_start0, window_end0, params.reference)
+        mate_suffix = survey.mate_suffix
+        if survey.layout == "mixed":
+            log.warning(
+                "%s mixes paired-end and single-end records (%d paired of the first %d primary "
+                "records over the gene): each pair counts as one fragment, each single read as one",
+                source.display_name,
+                survey.paired,
+                survey.sampled,
+            )
+        if mate_suffix is not None:
+            first, second = mate_suffix.split(",")
+            log.info(
+                "%s: mates are named NAME%s and NAME%s; pairing them by NAME",
+                source.display_name,
+                first,
+                second,
+            )
         counter = _core.GeneCounter(
             model.contig,
             window_start0,
@@ -280,6 +325,7 @@ def scan(
             min_anchor=params.min_anchor,
             exclude_flags=params.exclude_flags,
             dedup_overlaps=params.dedup_overlaps,
+            mate_suffix=mate_suffix or "",
         )
         # No total: the index does not say cheaply how many records the window holds.
         with progress(f"{sample}: records", unit=" records", scale=True) as bar:
@@ -312,6 +358,8 @@ def scan(
         fmt = source.format
         display = source.display_name
         contig_length = source.contigs[model.contig]
+        header_problems = list(source.header_problems)
+        duplicate_contigs = list(source.duplicate_contigs)
     strandedness = resolve_strandedness(params.strand, result.strand_evidence, model.strand)
     reference_bases = fetch(window_start0, window_end0) if fetch else ""
     exons = tables.exon_table(model, result, sample, window_start0)
@@ -324,6 +372,7 @@ def scan(
     doubt = check_junctions_fit_model(model, junction_rows, annotation, display)
     if doubt:
         log.warning("%s", doubt)
+    _warn_if_many_flagged(display, result.filters)
     if result.filters["used"] == 0:
         log.warning("%s: no reads pass the filters over %s %s", display, model.gene, model.contig)
     summary = {
@@ -365,6 +414,16 @@ def scan(
             },
             "used": result.filters["used"],
             "used_supplementary": result.filters["used_supplementary"],
+        },
+        "header_problems": header_problems,
+        "duplicate_contigs": duplicate_contigs,
+        "mate_name_suffix": mate_suffix,
+        "read_layout": {
+            "layout": survey.layout,
+            "paired": survey.paired,
+            "single": survey.sampled - survey.paired,
+            "sampled": survey.sampled,
+            "how": f"first {MATE_SUFFIX_SAMPLE} records over the window (primary, mapped)",
         },
         "library_size": lib_size,
         "library_size_definition": "mapped records in the file (samtools idxstats)",

@@ -273,6 +273,25 @@ def _any_between(sorted_positions: list[int], start: int, end: int) -> bool:
     return i < len(sorted_positions) and sorted_positions[i] < end
 
 
+READ1 = 0x40
+MATE_SUFFIXES = {"": None, "/1,/2": "/", ".1,.2": "."}
+"""Mate-name conventions (docs/counting.md): label -> separator before the mate's digit."""
+
+
+def mate_stem(qname: str, flag: int, mate_suffix: str) -> str:
+    """The name a record pairs under: ``qname`` without its own mate's suffix (``/1`` on a
+    first segment, ``/2`` on a last one, or ``.1``/``.2``), when the file uses one."""
+    separator = MATE_SUFFIXES[mate_suffix]
+    if separator is None or not flag & PAIRED:
+        return qname
+    which = flag & (READ1 | READ2)
+    digit = {READ1: "1", READ2: "2"}.get(which)
+    suffix = f"{separator}{digit}"
+    if digit is None or not qname.endswith(suffix) or len(qname) == len(suffix):
+        return qname
+    return qname[: -len(suffix)]
+
+
 def reference_count(
     bam_path,
     contig: str,
@@ -285,8 +304,12 @@ def reference_count(
     min_anchor: int = 8,
     exclude_flags: int = 0x704,
     dedup_overlaps: bool = True,
+    mate_suffix: str = "",
 ) -> RefResult:
-    """Count one gene window of ``bam_path`` exactly as docs/counting.md defines it."""
+    """Count one gene window of ``bam_path`` exactly as docs/counting.md defines it.
+
+    ``mate_suffix`` ("", "/1,/2" or ".1,.2"): the file's mate-name convention; mates pair under
+    their names without it."""
     if not 0 <= window_start < window_end:
         raise ReferenceCountError(f"bad window [{window_start}, {window_end})")
     exons = [(int(s), int(e)) for s, e in exons]
@@ -307,6 +330,7 @@ def reference_count(
         mapped = not (seg.flag & UNMAP or not seg.cigartuples or seg.reference_id < 0)
         if mapped:
             rec = _make_record(index, seg)
+            rec.qname = mate_stem(rec.qname, rec.flag, mate_suffix)
             reflen = _walk_cigar(rec)
         reason = _filter_reason(seg, rec, reflen, contig, rname, window, min_mapq, exclude_flags)
         filters[reason] += 1

@@ -12,7 +12,7 @@ use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashMap};
 
-use crate::names::NameTable;
+use crate::names::{MateSuffix, NameTable};
 
 use crate::batch::{CigarField, SamRecord};
 use crate::cigar::{self, CigarError, CigarOp, Interval, OpKind, Segment, SplicedJunction};
@@ -85,6 +85,8 @@ pub struct CountParams {
     pub min_anchor: u32,
     pub exclude_flags: u16,
     pub dedup_overlaps: bool,
+    /// How the mates' QNAMEs differ, if they do (pairing matches the stem).
+    pub mate_suffix: MateSuffix,
 }
 
 impl CountParams {
@@ -1141,9 +1143,10 @@ impl Counter {
         self.book.waiting()
     }
 
-    /// The hash the mate book files `qname` under (for [`Counter::add_hashed`]).
-    pub fn name_hash(&self, qname: &[u8]) -> u64 {
-        self.book.hash(qname)
+    /// The hash the mate book files a record with this QNAME and FLAG under (for
+    /// [`Counter::add_hashed`]): that of its name without the file's mate suffix.
+    pub fn name_hash(&self, qname: &[u8], flag: u16) -> u64 {
+        self.book.hash(self.params.mate_suffix.stem(qname, flag))
     }
 
     /// Prefetch the mate-book memory a record named with `hash` will touch, in three stages
@@ -1234,13 +1237,22 @@ impl Counter {
         if rec.flag & flags::SUPPLEMENTARY != 0 {
             self.filters.used_supplementary += 1;
         }
-        let qname_hash = qname_hash.unwrap_or_else(|| self.book.hash(rec.qname));
-        self.count_used(rec, pos0, span.end, qname_hash);
+        let name = self.params.mate_suffix.stem(rec.qname, rec.flag);
+        let qname_hash = qname_hash.unwrap_or_else(|| self.book.hash(name));
+        self.count_used(rec, name, pos0, span.end, qname_hash);
         Ok(())
     }
 
-    /// Count a used record starting at `pos0` whose alignment ends (exclusive) at `end0`.
-    fn count_used(&mut self, rec: &SamRecord<'_>, pos0: i64, end0: i64, qname_hash: u64) {
+    /// Count a used record starting at `pos0` whose alignment ends (exclusive) at `end0`;
+    /// `name` is its QNAME as pairing matches it ([`MateSuffix::stem`]).
+    fn count_used(
+        &mut self,
+        rec: &SamRecord<'_>,
+        name: &[u8],
+        pos0: i64,
+        end0: i64,
+        qname_hash: u64,
+    ) {
         self.qual.clear();
         match rec.qual {
             Some(qual) => self
@@ -1260,7 +1272,7 @@ impl Counter {
         // pairing adjusts nothing (docs/counting.md).
         let may_overlap_mate =
             !(u64::from(rec.tlen.unsigned_abs()) >= 2 * rec.seq.len() as u64 && mate_pos0 >= end0);
-        let mut slot = self.book.find(qname_hash, rec.qname);
+        let mut slot = self.book.find(qname_hash, name);
         // One due-ticket per waiting record, shared by both parts if both wait.
         let mut ticket = None;
 
@@ -1274,14 +1286,14 @@ impl Counter {
             qual: &self.qual,
         };
         match waiting_read {
-            Some(s) if self.params.dedup_overlaps => self.count_pair(s, rec, pos0, reverse),
+            Some(s) if self.params.dedup_overlaps => self.count_pair(s, rec, name, pos0, reverse),
             None if self.params.dedup_overlaps
                 && paired_mapped
                 && rec.flag & flags::PROPER_PAIR != 0
                 && mate_on_contig
                 && mate_ahead =>
             {
-                let s = self.book.slot_for(qname_hash, rec.qname, slot);
+                let s = self.book.slot_for(qname_hash, name, slot);
                 slot = Some(s);
                 let t = *ticket.get_or_insert_with(|| self.book.schedule(s, mate_pos0));
                 self.book.set_ticket(s, READ, t);
@@ -1329,7 +1341,7 @@ impl Counter {
                     }
                 }
                 None if paired_mapped && mate_on_contig && mate_ahead => {
-                    let s = self.book.slot_for(qname_hash, rec.qname, slot);
+                    let s = self.book.slot_for(qname_hash, name, slot);
                     slot = Some(s);
                     let t = *ticket.get_or_insert_with(|| self.book.schedule(s, mate_pos0));
                     self.book.set_ticket(s, FRAGMENT, t);
@@ -1349,7 +1361,7 @@ impl Counter {
     }
 
     /// The current record is the second mate ("b") of the read waiting in slot `s` ("a").
-    fn count_pair(&mut self, s: u32, rec: &SamRecord<'_>, pos0: i64, reverse: bool) {
+    fn count_pair(&mut self, s: u32, rec: &SamRecord<'_>, name: &[u8], pos0: i64, reverse: bool) {
         self.book.set_ticket(s, READ, 0);
         let Some(waiting) = self.book.slots.get_mut(s as usize) else {
             return;
@@ -1363,7 +1375,7 @@ impl Counter {
             tweak_overlap_quality(
                 (&self.mate_ops, a_pos0, a_seq, &mut *a_qual),
                 (&self.ops, pos0, rec.seq, &mut self.qual),
-                first_mate_keeps(rec.qname),
+                first_mate_keeps(name),
             );
             deletion_intervals(&self.mate_ops, a_pos0, &mut self.mate_deletions);
         } else {

@@ -41,6 +41,8 @@ pub struct CounterConfig {
     pub min_anchor: u32,
     pub exclude_flags: u16,
     pub dedup_overlaps: bool,
+    /// How the file's mate names differ, if they do (detected by the reader).
+    pub mate_suffix: names::MateSuffix,
 }
 
 impl CounterConfig {
@@ -61,6 +63,7 @@ impl CounterConfig {
             min_anchor: 8,
             exclude_flags: 0x704,
             dedup_overlaps: true,
+            mate_suffix: names::MateSuffix::None,
         }
     }
 }
@@ -260,6 +263,7 @@ impl GeneCounter {
             min_anchor: config.min_anchor,
             exclude_flags: config.exclude_flags,
             dedup_overlaps: config.dedup_overlaps,
+            mate_suffix: config.mate_suffix,
         };
         let counter = counts::Counter::new(params).ok_or(CoreError::OutOfMemory {
             window_len: window.end - window.start,
@@ -349,7 +353,7 @@ impl GeneCounter {
             .collect();
         let hashes: Vec<u64> = records
             .iter()
-            .map(|&(_, _, qname, _)| self.counter.name_hash(qname))
+            .map(|&(core, _, qname, _)| self.counter.name_hash(qname, core.flag))
             .collect();
         for (i, (&(core, data, qname, ahead), &hash)) in records.iter().zip(&hashes).enumerate() {
             for (stage, ahead) in PREFETCH_AHEAD.iter().enumerate() {

@@ -1,10 +1,67 @@
-//! An index from QNAME hash to mate-book slot whose probe address is known from the hash alone,
+//! Mate names as the mate book matches them ([`MateSuffix`]), and an index from QNAME hash to mate-book slot whose probe address is known from the hash alone,
 //! so that the counter can prefetch it for records further ahead in a batch.
 //!
 //! Open addressing with linear probing; each entry is one `u64`: the hash's upper 32 bits (the
 //! tag, which also gives the home index) above `slot + 1` (0: empty). Deletion shifts later
 //! entries of the probe run back (no tombstones). A matching tag only nominates a slot: the
 //! caller compares the slot's full hash and QNAME.
+
+/// How a file's two mates' QNAMEs differ, when they do: some tools write `NAME/1` and `NAME/2`
+/// (old Illumina/TopHat style) or `NAME.1` and `NAME.2` (HISAT2 on reads from SRA dumped with
+/// read ids), so exact matching never pairs the mates. The reader detects the convention per
+/// file (identical names, as `fastq-dump` without `--readids` gives, stay `None`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MateSuffix {
+    /// Mates share their QNAME exactly (the SAM specification).
+    #[default]
+    None,
+    /// `NAME/1` (first segment) and `NAME/2` (last segment).
+    Slash,
+    /// `NAME.1` (first segment) and `NAME.2` (last segment).
+    Dot,
+}
+
+/// FLAG bits of a paired record's position in its template (SAM: 0x1, 0x40, 0x80).
+const PAIRED: u16 = 0x1;
+const FIRST_SEGMENT: u16 = 0x40;
+const LAST_SEGMENT: u16 = 0x80;
+
+impl MateSuffix {
+    /// Every convention with its label (the reader's and the summary's spelling).
+    pub const LABELS: [(Self, &'static str); 3] = [
+        (Self::None, ""),
+        (Self::Slash, "/1,/2"),
+        (Self::Dot, ".1,.2"),
+    ];
+
+    /// The convention a label names (`""`, `"/1,/2"` or `".1,.2"`).
+    pub fn from_label(label: &str) -> Option<Self> {
+        Self::LABELS
+            .iter()
+            .find(|(_, l)| *l == label)
+            .map(|&(suffix, _)| suffix)
+    }
+
+    /// The name the mate book matches `qname` under: without `/1` or `.1` on a first segment and
+    /// `/2` or `.2` on a last segment of a paired record, else `qname` unchanged (so a name
+    /// without the suffix, or with the other mate's, never loses characters).
+    pub fn stem(self, qname: &[u8], flag: u16) -> &[u8] {
+        let separator = match self {
+            Self::None => return qname,
+            Self::Slash => b'/',
+            Self::Dot => b'.',
+        };
+        let digit = match flag & (PAIRED | FIRST_SEGMENT | LAST_SEGMENT) {
+            f if f == PAIRED | FIRST_SEGMENT => b'1',
+            f if f == PAIRED | LAST_SEGMENT => b'2',
+            _ => return qname,
+        };
+        match qname {
+            [stem @ .., s, d] if *s == separator && *d == digit && !stem.is_empty() => stem,
+            _ => qname,
+        }
+    }
+}
 
 /// Smallest number of entries (a power of two).
 const MIN_CAPACITY: usize = 1024;
@@ -157,6 +214,22 @@ mod tests {
             .collect();
         found.sort_unstable();
         found
+    }
+
+    #[test]
+    fn mate_suffix_stems_only_the_own_suffix_of_a_paired_record() {
+        let (r1, r2) = (0x1 | 0x40, 0x1 | 0x80);
+        assert_eq!(MateSuffix::Dot.stem(b"SRR1.7.1", r1), b"SRR1.7");
+        assert_eq!(MateSuffix::Dot.stem(b"SRR1.7.2", r2), b"SRR1.7");
+        // The other mate's suffix, a missing suffix, an unpaired record: unchanged.
+        assert_eq!(MateSuffix::Dot.stem(b"SRR1.7.2", r1), b"SRR1.7.2");
+        assert_eq!(MateSuffix::Dot.stem(b"SRR1.7", r2), b"SRR1.7");
+        assert_eq!(MateSuffix::Dot.stem(b"SRR1.7.1", 0x40), b"SRR1.7.1");
+        assert_eq!(MateSuffix::Dot.stem(b".1", r1), b".1");
+        assert_eq!(MateSuffix::Slash.stem(b"q/1", r1), b"q");
+        assert_eq!(MateSuffix::Slash.stem(b"q/2", r2), b"q");
+        assert_eq!(MateSuffix::Slash.stem(b"q.1", r1), b"q.1");
+        assert_eq!(MateSuffix::None.stem(b"q/1", r1), b"q/1");
     }
 
     #[test]

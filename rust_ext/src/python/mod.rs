@@ -133,6 +133,7 @@ impl PyGeneCounter {
         min_anchor = 8,
         exclude_flags = 0x704,
         dedup_overlaps = true,
+        mate_suffix = "",
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -145,6 +146,7 @@ impl PyGeneCounter {
         min_anchor: i64,
         exclude_flags: i64,
         dedup_overlaps: bool,
+        mate_suffix: &str,
     ) -> PyResult<Self> {
         guarded(|| {
             let config = CounterConfig {
@@ -161,6 +163,13 @@ impl PyGeneCounter {
                     "a SAM FLAG mask, 0 <= exclude_flags <= 0xFFFF",
                 )?,
                 dedup_overlaps,
+                mate_suffix: crate::names::MateSuffix::from_label(mate_suffix).ok_or_else(
+                    || {
+                        PyValueError::new_err(format!(
+                            "mate_suffix must be '', '/1,/2' or '.1,.2', not {mate_suffix:?}"
+                        ))
+                    },
+                )?,
             };
             let inner = crate::GeneCounter::new(config).map_err(to_py_err)?;
             Ok(Self {
