@@ -42,10 +42,16 @@ print(json.dumps({{"file": cd22scan.__file__, "records": n, "bare": bare, "scan"
 
 
 def run_side(checkout: Path, bam: str, kwargs: dict[str, object]) -> dict[str, object]:
+    # `python -c` puts its working directory first on sys.path: run it in the checkout.
     env = dict(os.environ, PYTHONPATH=str(checkout.resolve()))
     code = CHILD.format(bench=str(HERE), bam=bam, kwargs=kwargs)
     done = subprocess.run(
-        [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=checkout,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     expected = checkout.resolve() / "cd22scan" / "__init__.py"

@@ -339,6 +339,11 @@ def feed_window(
                 stats.mapped_records_in_file = 0
             return stats
         if handover == "text":
+            log.warning(
+                "%s: records go to the core as SAM text (CD22SCAN_HANDOVER=text), the simple "
+                "reference path, several times slower than the default BAM stream",
+                source.display_name,
+            )
             stats.handover = "text"
             _feed_text(
                 itertools.chain((first,), records),

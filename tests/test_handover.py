@@ -174,6 +174,13 @@ def test_auto_hand_over_is_the_bam_stream_with_this_pysam(tmp_path, caplog):
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+def test_text_hand_over_is_announced_as_the_slower_path(tmp_path, caplog):
+    sim = _sim(tmp_path, n_fragments=50)
+    with caplog.at_level(logging.WARNING, logger="cd22scan"):
+        _feed(sim, "text")
+    assert any("SAM text" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
 def test_unknown_hand_over_is_refused(tmp_path):
     sim = _sim(tmp_path, n_fragments=50)
     for old in ("htslib", "segments"):

@@ -3,7 +3,8 @@
 //! htslib writes "uncompressed" BAM as BGZF blocks whose deflate data are stored blocks (level
 //! 0), so unframing is copying: [`StoredBgzf`] checks each block's framing (gzip magic, the `BC`
 //! field, stored deflate blocks with LEN/NLEN, ISIZE) and hands the payload on; anything else
-//! (a compressed block) is refused with a message, never guessed at. [`BamStream`] reads the
+//! (a compressed block) is refused with a message, never guessed at. A stream that starts with
+//! the BAM magic itself (no BGZF framing at all) is read as it is. [`BamStream`] reads the
 //! BAM header (skipped: the reader parses it with pysam) and then one record at a time into a
 //! caller's buffer. Layout: SAM specification §4.2 (BAM) and §4.1 (BGZF).
 
@@ -47,6 +48,10 @@ fn framing(what: impl Into<String>) -> io::Error {
 /// The payload of BGZF blocks made of stored (level 0) deflate blocks, as one byte stream.
 pub struct StoredBgzf<R> {
     inner: R,
+    /// The input is not BGZF but the bytes themselves (it started with the BAM magic).
+    raw: bool,
+    /// Bytes read ahead from `inner` (to look for the BAM magic), to be read first.
+    pending: Vec<u8>,
     block: Vec<u8>,
     payload: Vec<u8>,
     at: usize,
@@ -56,6 +61,8 @@ impl<R: Read> StoredBgzf<R> {
     pub fn new(inner: R) -> Self {
         Self {
             inner,
+            raw: false,
+            pending: Vec::new(),
             block: Vec::with_capacity(1 << 16),
             payload: Vec::with_capacity(1 << 16),
             at: 0,
@@ -65,8 +72,13 @@ impl<R: Read> StoredBgzf<R> {
     /// The next block's payload into `payload`; false at the end of the input.
     fn next_block(&mut self) -> io::Result<bool> {
         let mut header = [0u8; 12];
-        if !read_exact_or_eof(&mut self.inner, &mut header)? {
-            return Ok(false);
+        let ahead = std::mem::take(&mut self.pending);
+        header[..ahead.len()].copy_from_slice(&ahead);
+        if !read_exact_or_eof(&mut self.inner, &mut header[ahead.len()..])? {
+            if ahead.is_empty() {
+                return Ok(false);
+            }
+            return Err(io::ErrorKind::UnexpectedEof.into());
         }
         if header[..4] != [0x1f, 0x8b, 8, 4] {
             return Err(framing(
@@ -127,6 +139,9 @@ impl<R: Read> StoredBgzf<R> {
 
 impl<R: Read> Read for StoredBgzf<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.raw {
+            return self.inner.read(buf);
+        }
         while self.at == self.payload.len() {
             if !self.next_block()? {
                 return Ok(0);
@@ -180,7 +195,15 @@ impl<R: Read> BamStream<R> {
     pub fn open(inner: R) -> Result<Self, StreamError> {
         let mut input = StoredBgzf::new(inner);
         let mut magic = [0u8; 8];
-        input.read_exact(&mut magic)?;
+        input.inner.read_exact(&mut magic[..4])?;
+        if magic[..4] == *b"BAM\x01" {
+            input.raw = true;
+            input.inner.read_exact(&mut magic[4..])?;
+        } else {
+            // The first bytes of a BGZF block: read again by `next_block`.
+            input.pending = magic[..4].to_vec();
+            input.read_exact(&mut magic)?;
+        }
         if magic[..4] != *b"BAM\x01" {
             return Err(StreamError::Framing("no BAM magic at its start".into()));
         }
@@ -332,6 +355,17 @@ mod tests {
         let second = bam.next_into(&mut data).unwrap().unwrap();
         assert_eq!((second.pos, second.flag, second.l_qname), (20, 4, 3));
         assert_eq!(data, b"r1\0r2\0");
+        assert!(bam.next_into(&mut data).unwrap().is_none());
+    }
+
+    #[test]
+    fn reads_raw_bam_without_bgzf_framing() {
+        let mut payload = header();
+        payload.extend(record(b"r1", 0, 10, 0));
+        let mut bam = BamStream::open(&payload[..]).unwrap();
+        let mut data = Vec::new();
+        assert_eq!(bam.next_into(&mut data).unwrap().unwrap().pos, 10);
+        assert_eq!(data, b"r1\0");
         assert!(bam.next_into(&mut data).unwrap().is_none());
     }
 
