@@ -415,7 +415,7 @@ def _feed_bam(
     try:
         # pysam duplicates the descriptor; the sink closes its own in close().
         with pysam.AlignmentFile(sink.fileno(), "wbu", header=source.handle.header) as out:
-            consume = collections.deque(maxlen=0).extend
+            consume = collections.deque[object](maxlen=0).extend
             write = out.write
             while True:
                 # `zip` draws from `written` only after a record was written: it counts them.
