@@ -5,8 +5,9 @@
 
 BEFORE.so is a copy of an earlier build (`cd22scan/_core.abi3.so` of an installed package, or
 `libcd22scan_core.so` saved before the change). Both are loaded as separate extension modules;
-every input's records are read once with pysam, then each repeat counts them with A and with B
-(alternating which goes first), on this thread, timed with `time.thread_time`. Printed per input:
+every input's window is written once as the reader's uncompressed BAM stream (into memory), then
+each repeat counts it with A and with B (alternating which goes first) through
+`GeneCounter.bam_sink`, timed as wall time (the core counts on its own threads). Printed per input:
 each build's best and median ns per record and the median of the paired ratios B/A with their
 interquartile range. Timing both builds in one process, moments apart, cancels most of the
 machine's drift; run A against A first to see how wide the range is on an unchanged core.
@@ -15,7 +16,6 @@ machine's drift; run A against A first to see how wide the range is on an unchan
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib.util
 import statistics
 import sys
@@ -23,15 +23,10 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-import pysam
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_data import dna_bam, large_bam
-from test_bench_scan import MODEL, W0, W1
-
-BATCH = 512
-"""Records per add_segments call, as the scan's hand-over (reader.SEGMENT_BATCH_RECORDS)."""
+from core_rate import count_stream, window_stream
 
 
 def load_core(path: str) -> ModuleType:
@@ -45,15 +40,11 @@ def load_core(path: str) -> ModuleType:
     return module
 
 
-def count_once(core: ModuleType, batches: list[list[pysam.AlignedSegment]], tid: int) -> float:
-    """Seconds of this thread's CPU to count every batch and finish."""
-    exons = [(e.start - 1, e.end) for e in sorted(MODEL.exons, key=lambda e: e.start)]
-    counter = core.GeneCounter(MODEL.contig, W0, W1, exons, dedup_overlaps=True)
-    started = time.thread_time()
-    for batch in batches:
-        counter.add_segments(batch, tid)
-    counter.finish()
-    return time.thread_time() - started
+def count_once(core: ModuleType, payload: bytes, tid: int) -> float:
+    """Wall seconds to count the stream and finish."""
+    started = time.perf_counter()
+    count_stream(core, payload, tid)
+    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -62,38 +53,26 @@ def main() -> None:
     parser.add_argument("b", help="the core after the change (.so)")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--inputs", default="dna,rna", help="dna, rna or both")
-    parser.add_argument("--rna-records", type=int, default=300_000, help="first N of the 1 M BAM")
     args = parser.parse_args()
     cores = load_core(args.a), load_core(args.b)
     for name in args.inputs.split(","):
         path = {"dna": dna_bam, "rna": lambda: large_bam(1_000_000)}[name]()
-        with pysam.AlignmentFile(str(path)) as handle:
-            tid = handle.get_tid(MODEL.contig)
-            reads = list(handle.fetch(MODEL.contig, W0, W1))
-        if name == "rna":
-            reads = reads[: args.rna_records]
-        for core in cores:
-            if not core.segment_layout_matches(reads[0]):
-                raise SystemExit(f"{core.__file__}: pysam's record layout does not match")
-        batches = [reads[i : i + BATCH] for i in range(0, len(reads), BATCH)]
-        gc.disable()  # hundreds of thousands of live segments would make collections slow
+        payload, tid, n = window_stream(str(path))
         times: tuple[list[float], list[float]] = ([], [])
         for repeat in range(args.repeats):
             order = (0, 1) if repeat % 2 == 0 else (1, 0)
             for which in order:
-                times[which].append(count_once(cores[which], batches, tid) * 1e9 / len(reads))
-        gc.enable()
+                times[which].append(count_once(cores[which], payload, tid) * 1e9 / n)
         ratios = sorted(b / a for a, b in zip(*times, strict=True))
         q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
         (ta, tb) = times
         print(
-            f"{name} ({len(reads):,} records): "
+            f"{name} ({n:,} records): "
             f"A best {min(ta):.0f} median {statistics.median(ta):.0f} ns/record; "
             f"B best {min(tb):.0f} median {statistics.median(tb):.0f}; "
             f"B/A paired median {statistics.median(ratios):.3f} (IQR {q1:.3f}-{q3:.3f})",
             flush=True,
         )
-        del reads, batches
 
 
 if __name__ == "__main__":

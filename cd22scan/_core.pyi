@@ -4,12 +4,11 @@ The core counts; it does no I/O. Semantics of every number: docs/counting.md.
 Coordinates are 0-based, half-open.
 """
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import final
 
 import numpy as np
 import numpy.typing as npt
-import pysam
 
 __version__: str
 
@@ -67,63 +66,30 @@ class GeneCounter:
         and last segments end in these; mates pair by the name without them)."""
     def add_sam(self, records: bytes) -> None:
         """Count a batch of SAM records: complete lines, newline-separated, no header lines."""
-    def add_segments(
-        self, segments: list[pysam.AlignedSegment], tid: int, *, only_window: bool = False
-    ) -> tuple[int, int]:
-        """Count a batch of pysam ``AlignedSegment``s read from one file; ``tid`` is the counted
-        contig's reference id in that file's header. With ``only_window``, segments that cannot
-        overlap the window are passed over (for whole-file streams). Returns (segments without
-        FLAG 0x4, segments counted). Needs ``segment_layout_matches`` to have accepted a segment
-        of this type first (``TypeError`` otherwise, or for any other object in the list)."""
-    def segment_sink(
-        self,
-        tid: int,
-        *,
-        only_window: bool = False,
-        batch_records: int = 4096,
-        on_batch: Callable[[int], object] | None = None,
-    ) -> SegmentSink:
-        """A sink that takes pysam segments one at a time (copying each record at once) and
-        counts them on a worker thread in batches of ``batch_records``; this counter is lent to
-        it (other calls raise ``CoreError``) until ``SegmentSink.close()``. ``tid`` and
-        ``only_window`` as for ``add_segments``; ``on_batch(n)`` is called once per batch with
-        the segments pushed since its last call."""
+    def bam_sink(self, tid: int, *, only_window: bool = False, batch_records: int = 512) -> BamSink:
+        """A sink for an uncompressed BAM stream that pysam writes into a pipe
+        (``pysam.AlignmentFile(sink.fileno(), "wbu", header=...)``); the core reads and counts
+        the records on its own threads in batches of ``batch_records``, and this counter is
+        lent to it (other calls raise ``CoreError``) until ``BamSink.close()``. ``tid`` is the
+        counted contig's reference id in the stream's header; with ``only_window``, records
+        that cannot overlap the window are passed over (for whole-file streams)."""
     def finish(self) -> CountResult:
         """Flush reads still waiting for a mate and return the counts. Call once."""
 
 @final
-class SegmentSink:
+class BamSink:
+    def fileno(self) -> int:
+        """The pipe's write end (the sink owns it and closes it in ``close``; pysam duplicates
+        it). ``CoreError`` after ``close``."""
     @property
-    def pushed(self) -> int:
-        """Segments pushed so far."""
-    def push(self, segment: pysam.AlignedSegment) -> None:
-        """Copy one segment's record into the current batch (``TypeError`` for anything that is
-        not a verified pysam ``AlignedSegment``)."""
+    def records(self) -> int:
+        """Records read from the stream (after ``close``)."""
     @property
     def last_name(self) -> str | None:
-        """QNAME of the last record pushed (``None`` if none)."""
-    def push_all(self, segments: Iterable[pysam.AlignedSegment], *, htslib: bool = False) -> None:
-        """``push`` every segment of ``segments``, iterating it in the core (no Python loop per
-        record). With ``htslib``, a pysam region iterator that passed
-        ``iterator_layout_matches`` is advanced by the core itself (pysam's own htslib call,
-        no Python object per record). A read error comes out as pysam's ``OSError``, any other
-        exception of the iterator unchanged; ``last_name`` then names the last record pushed."""
+        """QNAME of the last record read from the stream (after ``close``; ``None`` if none)."""
     def close(self) -> tuple[int, int, int]:
-        """Count what is left, stop the worker and give the counter back. Returns (segments
-        pushed, of which without FLAG 0x4, segments counted). Raises the first ``CoreError``
-        of counting. A sink dropped without ``close`` leaves its counter unusable."""
-
-def set_htslib_functions(hts_itr_next: int, hts_get_bgzfp: int) -> None:
-    """Where pysam's htslib functions ``hts_itr_next`` and ``hts_get_bgzfp`` are (addresses
-    that ``ctypes`` finds in ``pysam.libchtslib``), for ``SegmentSink.push_all(htslib=True)``."""
-
-def iterator_layout_matches(iterator: object, segment: object) -> bool:
-    """Whether the core can advance ``iterator`` itself: a pysam region iterator (from
-    ``AlignmentFile.fetch(contig, start, stop)``) whose object layout checks out and whose
-    current record equals ``segment``, the verified segment pysam just returned from it.
-    Remembers the type for ``SegmentSink.push_all(htslib=True)``."""
-
-def segment_layout_matches(segment: object) -> bool:
-    """Whether ``segment`` is a pysam ``AlignedSegment`` whose htslib record the core can read
-    directly (pysam's object layout as expected, and the fields read that way equal pysam's
-    own accessors). Remembers the type for ``GeneCounter.add_segments``."""
+        """Close the write end (every other writer, pysam's duplicate, must be closed first),
+        count what is left, stop the threads and give the counter back. Returns (records, of
+        which without FLAG 0x4, records counted). Raises ``CoreError`` for a stream that is not
+        uncompressed BAM, or the first error of counting. A sink dropped without ``close``
+        keeps its counter."""

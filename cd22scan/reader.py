@@ -2,16 +2,16 @@
 
 One job: open BAM/CRAM/SAM (a path or ``-`` for stdin), select the reads over the gene window
 (indexed fetch, or a whole-file stream when there is no index) and pass them to the core in
-batches: pysam's decoded htslib records themselves (read by the core without a Python call per
-record, counted on a worker thread while pysam decodes the next batch), or SAM text lines as a
-fallback. Filtering and counting happen in the core (docs/counting.md).
+batches: pysam writes the records as an uncompressed BAM stream into a pipe that the core reads
+and counts on its own threads while pysam decodes the next records (docs/reader.md), or, as
+the simple reference path, SAM text lines. Filtering and counting happen in the core
+(docs/counting.md).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
-import ctypes
-import functools
 import gzip
 import hashlib
 import itertools
@@ -32,12 +32,13 @@ log = logging.getLogger("cd22scan")
 TEXT_BATCH_RECORDS = 4096
 """SAM lines per batch of the text hand-over: large enough that the per-call cost vanishes."""
 
-SEGMENT_BATCH_RECORDS = 512
-"""Records per batch of the segment hand-over (~150 kB): small enough that a batch is still in
-the shared cache when the core's thread reads it, and that the core waits little for the first
-batch and pysam little for the last. Against 4096 (paired ratio to the bare pysam loop, the
-feed alone): DNA 2000x 0.74-0.82 vs 0.66-0.73, 1 M RNA records 0.75-0.77 vs 0.60-0.72, 4 M
-0.61 vs 0.59."""
+BAM_BATCH_RECORDS = 512
+"""Records per batch of the BAM hand-over, as the core's threads pass them on (~150 kB): small
+enough that a batch is still in the shared cache when the counting thread reads it, and that
+the core waits little for the first batch and pysam little for the last."""
+
+WRITE_CHUNK_RECORDS = 4096
+"""Records pysam writes between two returns to Python bytecode (for Ctrl-C and progress)."""
 
 
 @dataclass
@@ -114,7 +115,7 @@ class ReadStats:
     """What the reader saw, before the core's own filters."""
 
     mode: str  # "indexed" or "stream"
-    handover: str = ""  # how records reached the core: "htslib", "segments" or "text"
+    handover: str = ""  # how records reached the core: "bam" or "text"
     records_read: int = 0  # records pysam handed over (stream mode: the whole file)
     records_to_core: int = 0
     mapped_records_in_file: int | None = None  # library size: mapped records (idxstats)
@@ -500,33 +501,12 @@ def library_size(source: AlignmentSource) -> int | None:
         return None
 
 
-HANDOVERS = ("auto", "htslib", "segments", "text")
-"""How records reach the core. ``segments``: pysam iterates and the core copies each segment's
-htslib record into its batch (counted on a worker thread while pysam decodes the next).
-``htslib``: for an indexed fetch, the core advances pysam's own region iterator itself (the same
-htslib call on the same file, index iterator and record as pysam's ``__next__``, without a
-Python object per record), copying the records into the same batches. ``text``: SAM lines.
-``auto`` uses ``htslib`` when the layout of pysam's iterator checks out
-(``_core.iterator_layout_matches``), else ``segments`` when pysam's record layout checks out on
-the first record (``_core.segment_layout_matches``), else ``text``. ``CD22SCAN_HANDOVER``
+HANDOVERS = ("auto", "bam", "text")
+"""How records reach the core. ``bam`` (what ``auto`` means): pysam writes the records with
+its documented ``AlignmentFile.write`` as uncompressed BAM into a pipe (``_core.BamSink``) that
+the core reads and counts on its own threads. ``text``: SAM lines (``AlignedSegment.to_string``)
+in batches, the simple path the tests compare the fast one with. ``CD22SCAN_HANDOVER``
 overrides the default."""
-
-
-@functools.cache
-def _htslib_functions_known() -> bool:
-    """Tell the core where pysam's htslib functions are (once); False if they cannot be found."""
-    try:
-        library = ctypes.CDLL(pysam.libchtslib.__file__)
-        addresses = [
-            ctypes.cast(getattr(library, name), ctypes.c_void_p).value
-            for name in ("hts_itr_next", "hts_get_bgzfp")
-        ]
-    except (OSError, AttributeError):
-        return False
-    if not all(addresses):
-        return False
-    _core.set_htslib_functions(*addresses)
-    return True
 
 
 def feed_window(
@@ -571,41 +551,13 @@ def feed_window(
             if not use_index:
                 stats.mapped_records_in_file = 0
             return stats
-        direct = handover != "text" and _core.segment_layout_matches(first)
-        by_htslib = (
-            direct
-            and use_index
-            and handover in ("auto", "htslib")
-            and _htslib_functions_known()
-            and _core.iterator_layout_matches(records, first)
-        )
-        # `htslib` applies to indexed fetches; a whole-file stream goes as `segments`.
-        wanted_but_refused = (handover in ("segments", "htslib") and not direct) or (
-            handover == "htslib" and use_index and not by_htslib
-        )
-        if wanted_but_refused:
-            raise InputError(
-                f"{source.display_name}: this pysam's records cannot be handed over as "
-                f"CD22SCAN_HANDOVER={handover} asks; use the SAM text hand-over "
-                "(CD22SCAN_HANDOVER=text)"
+        if handover == "text":
+            log.warning(
+                "%s: records go to the core as SAM text (CD22SCAN_HANDOVER=text), the simple "
+                "reference path, several times slower than the default BAM stream",
+                source.display_name,
             )
-        stats.handover = "htslib" if by_htslib else "segments" if direct else "text"
-        if direct:
-            tid = source.tid(contig)
-            _feed_segments(
-                first,
-                records,
-                by_htslib,
-                counter,
-                tid,
-                not use_index,
-                source,
-                stats,
-                batch_records or SEGMENT_BATCH_RECORDS,
-                on_batch,
-            )
-        else:
-            log.debug("handing records to the core as SAM text")
+            stats.handover = "text"
             _feed_text(
                 itertools.chain((first,), records),
                 counter,
@@ -616,6 +568,18 @@ def feed_window(
                 source,
                 stats,
                 batch_records or TEXT_BATCH_RECORDS,
+                on_batch,
+            )
+        else:
+            stats.handover = "bam"
+            _feed_bam(
+                itertools.chain((first,), records),
+                counter,
+                source.tid(contig),
+                not use_index,
+                source,
+                stats,
+                batch_records or BAM_BATCH_RECORDS,
                 on_batch,
             )
     except _ReadFailure as failure:
@@ -646,10 +610,8 @@ class _ReadFailure(Exception):
         return InputError(f"{source.display_name}: read error at {where} ({self.error})")
 
 
-def _feed_segments(
-    first: pysam.AlignedSegment,
-    rest: Iterator[pysam.AlignedSegment],
-    by_htslib: bool,
+def _feed_bam(
+    records: Iterator[pysam.AlignedSegment],
     counter: _core.GeneCounter,
     tid: int,
     whole_file: bool,
@@ -658,34 +620,47 @@ def _feed_segments(
     batch_records: int,
     on_batch: Callable[[int], None] | None,
 ) -> None:
-    """Each record is copied into the core's batch as it is read (so pysam reuses its memory at
-    once; the core iterates ``rest`` itself, no Python loop, and advances a verified pysam region
-    iterator without making segments); the core counts full batches on its worker thread and
-    calls ``on_batch`` once per batch."""
-    sink = counter.segment_sink(
-        tid, only_window=whole_file, batch_records=batch_records, on_batch=on_batch
-    )
+    """pysam writes every record as uncompressed BAM into the core's pipe (``AlignmentFile.write``,
+    one C-level call per record: ``map`` consumed by ``collections.deque``, no Python bytecode
+    per record); the core reads, filters and counts them on its threads (docs/reader.md)."""
+    sink = counter.bam_sink(tid, only_window=whole_file, batch_records=batch_records)
+    failure: OSError | None = None
     try:
-        sink.push(first)
-        sink.push_all(rest, htslib=by_htslib)
+        # pysam duplicates the descriptor; the sink closes its own in close().
+        with pysam.AlignmentFile(sink.fileno(), "wbu", header=source.handle.header) as out:
+            consume = collections.deque[object](maxlen=0).extend
+            write = out.write
+            while True:
+                # `zip` draws from `written` only after a record was written: it counts them.
+                written = itertools.count()
+                chunk = map(write, itertools.islice(records, WRITE_CHUNK_RECORDS))
+                consume(zip(chunk, written, strict=False))
+                # Back in Python between chunks: Ctrl-C is handled here.
+                n = next(written)
+                if n and on_batch is not None:
+                    on_batch(n)
+                if n < WRITE_CHUNK_RECORDS:
+                    break
     except OSError as exc:
-        pushed, last_name = sink.pushed, sink.last_name
-        _close_quietly(sink)
-        raise _ReadFailure(pushed, last_name, exc) from None
+        failure = exc
     except BaseException:
         _close_quietly(sink)
         raise
     try:
-        pushed, mapped, sent = sink.close()
+        read, mapped, sent = sink.close()
     except _core.CoreError as exc:
+        if failure is not None:
+            raise _ReadFailure(sink.records, sink.last_name, failure) from None
         raise InputError(f"{source.display_name}: {exc}") from None
-    stats.records_read = pushed
+    if failure is not None:
+        raise _ReadFailure(read, sink.last_name, failure) from None
+    stats.records_read = read
     stats.records_to_core = sent
     if whole_file:
         stats.mapped_records_in_file = mapped
 
 
-def _close_quietly(sink: _core.SegmentSink) -> None:
+def _close_quietly(sink: _core.BamSink) -> None:
     """Close a sink after another error: that error is the one to report."""
     with contextlib.suppress(_core.CoreError):
         sink.close()

@@ -16,14 +16,15 @@ def core_count(
     exons: list[tuple[int, int]],
     *,
     batch: int = 1000,
-    handover: str = "segments",
+    handover: str = "bam",
     **params: object,
 ) -> _core.CountResult:
     """Every record of the file, in file order, in batches of ``batch`` records handed over as
-    pysam segments (what the reader does) or as SAM text lines (its fallback)."""
+    an uncompressed BAM stream pysam writes into the core's pipe (what the reader does) or as SAM
+    text lines (its simple reference path)."""
     counter = _core.GeneCounter(contig, window_start, window_end, exons, **params)
-    if handover == "segments":
-        return _count_segments(counter, bam_path, contig, batch)
+    if handover == "bam":
+        return _count_bam(counter, bam_path, contig, batch)
     assert handover == "text", handover
     lines: list[str] = []
     with pysam.AlignmentFile(bam_path) as bam:
@@ -37,21 +38,15 @@ def core_count(
     return counter.finish()
 
 
-def _count_segments(
+def _count_bam(
     counter: _core.GeneCounter, bam_path: str, contig: str, batch: int
 ) -> _core.CountResult:
-    segments: list[pysam.AlignedSegment] = []
     with pysam.AlignmentFile(bam_path) as bam:
-        tid = bam.get_tid(contig)
-        for read in bam.fetch(until_eof=True):
-            if not segments:
-                assert _core.segment_layout_matches(read), "pysam layout not recognised"
-            segments.append(read)
-            if len(segments) == batch:
-                counter.add_segments(segments, tid)
-                segments = []
-    if segments:
-        counter.add_segments(segments, tid)
+        sink = counter.bam_sink(bam.get_tid(contig), batch_records=batch)
+        with pysam.AlignmentFile(sink.fileno(), "wbu", header=bam.header) as out:
+            for read in bam.fetch(until_eof=True):
+                out.write(read)
+        sink.close()
     return counter.finish()
 
 

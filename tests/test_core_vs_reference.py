@@ -19,7 +19,7 @@ CASES = [
 ]
 
 
-def _both(sim, *, batch=997, handover="segments", **params):
+def _both(sim, *, batch=997, handover="bam", **params):
     gene = sim.gene
     window = gene.window(300)
     args = (str(sim.bam), gene.contig, window[0], window[1], list(gene.exons))
@@ -27,7 +27,7 @@ def _both(sim, *, batch=997, handover="segments", **params):
     return core, reference_count(*args, **params)
 
 
-@pytest.mark.parametrize("handover", ["segments", "text"])
+@pytest.mark.parametrize("handover", ["bam", "text"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize(("strand", "paired", "library", "dedup"), CASES)
 def test_core_equals_reference_on_simulated_samples(

@@ -1,18 +1,15 @@
-"""The ways records reach the core (pysam's region iterator advanced by the core, pysam segments
-read directly, SAM text) count alike.
+"""The two ways records reach the core count alike: the BAM stream pysam writes into the core's
+pipe (``AlignmentFile.write``, the fast path) and SAM text lines (the simple reference path).
 
-The htslib hand-over makes pysam's own ``hts_itr_next`` call on pysam's iterator and copies its
-record (rust_ext/src/python/region.rs); the segment hand-over reads htslib's record behind each
-pysam ``AlignedSegment`` (segments.rs); the SAM text hand-over is the independent fallback.
-Every count, what the reader reports (records, mapped records) and every read error must be
-identical.
+Every count, what the reader reports (records, mapped records, progress) and every read error
+must be identical, on simulated and real BAMs, CRAM, stdin and whole-file streams.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
+import logging
 import os
 import signal
 import threading
@@ -24,9 +21,9 @@ from core_helpers import assert_same_counts, core_count
 from realdata_helpers import abi1_bams as _realdata_bams
 from simulator import simulate, small_gene
 
-from cd22scan import _core
+from cd22scan import _core, reader
 from cd22scan.errors import InputError
-from cd22scan.reader import _htslib_functions_known, feed_window, open_alignments
+from cd22scan.reader import feed_window, open_alignments
 
 
 def _sim(tmp_path, *, seed=11, **kw):
@@ -49,23 +46,23 @@ def _sim(tmp_path, *, seed=11, **kw):
 
 @pytest.mark.parametrize("dedup", [True, False])
 @pytest.mark.parametrize("strand", ["+", "-"])
-def test_segments_and_text_count_alike_on_simulated_reads(tmp_path, strand, dedup):
+def test_bam_stream_and_text_count_alike_on_simulated_reads(tmp_path, strand, dedup):
     sim = _sim(tmp_path, strand=strand)
     gene = sim.gene
     window = gene.window(300)
     args = (str(sim.bam), gene.contig, window[0], window[1], list(gene.exons))
     text = core_count(*args, handover="text", dedup_overlaps=dedup)
-    segments = core_count(*args, handover="segments", batch=313, dedup_overlaps=dedup)
+    by_bam = core_count(*args, handover="bam", batch=313, dedup_overlaps=dedup)
     assert text.filters["used"] > 600
     assert any(j[3] for j in text.junctions), "the simulator writes XS:A tags"
     for key in ("secondary", "duplicate", "unmapped", "off_target", "used_supplementary"):
         assert text.filters[key] > 0, f"the simulated BAM should exercise {key}"
-    assert_same_counts(segments, text)
+    assert_same_counts(by_bam, text)
 
 
 @pytest.mark.usefixtures("realdata")  # fails in CI when ../shared is missing
 @pytest.mark.parametrize("bam", _realdata_bams(), ids=lambda p: p.name.split(".")[0])
-def test_segments_and_text_count_alike_on_real_reads(bam):
+def test_bam_stream_and_text_count_alike_on_real_reads(bam):
     with pysam.AlignmentFile(str(bam)) as handle:
         contig = handle.get_reference_name(next(handle.fetch(until_eof=True)).reference_id)
         starts = [r.reference_start for r in handle.fetch(contig)]
@@ -75,18 +72,18 @@ def test_segments_and_text_count_alike_on_real_reads(bam):
     ]
     args = (str(bam), contig, window[0], window[1], exons)
     text = core_count(*args, handover="text")
-    segments = core_count(*args, handover="segments", batch=2000)
+    by_bam = core_count(*args, handover="bam", batch=2000)
     assert text.filters["used"] > 1000
     assert len(text.junctions) > 5
-    assert_same_counts(segments, text)
+    assert_same_counts(by_bam, text)
 
 
-def _feed(sim, handover, *, stream=False, batch_records=97, path=None):
+def _feed(sim, handover, *, stream=False, batch_records=97, path=None, reference=None):
     gene = sim.gene
     window = gene.window(300)
     counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
     batches: list[int] = []
-    with open_alignments(str(path or sim.bam)) as source:
+    with open_alignments(str(path or sim.bam), reference=reference) as source:
         stats = feed_window(
             source,
             counter,
@@ -101,44 +98,84 @@ def _feed(sim, handover, *, stream=False, batch_records=97, path=None):
     return stats, counter.finish(), batches
 
 
+def _assert_same_feed(by_bam, by_text):
+    bam_stats, bam_counts, bam_batches = by_bam
+    text_stats, text_counts, text_batches = by_text
+    assert bam_stats.handover == "bam"
+    assert text_stats.handover == "text"
+    assert dataclasses.replace(bam_stats, handover="text") == text_stats
+    assert sum(bam_batches) == sum(text_batches) == text_stats.records_read
+    assert_same_counts(bam_counts, text_counts)
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_reader_reports_the_same_for_every_hand_over(tmp_path, stream):
     sim = _sim(tmp_path, n_fragments=400)
-    results = {h: _feed(sim, h, stream=stream) for h in ("htslib", "segments", "text")}
-    txt_stats, txt_counts, txt_batches = results["text"]
-    assert txt_stats.mode == ("stream" if stream else "indexed")
-    assert txt_stats.handover == "text"
-    # `htslib` drives indexed fetches; a whole-file stream goes through pysam's segments.
-    assert results["htslib"][0].handover == ("segments" if stream else "htslib")
-    assert results["segments"][0].handover == "segments"
-    for handover in ("htslib", "segments"):
-        stats, counts, batches = results[handover]
-        assert dataclasses.replace(stats, handover="text") == txt_stats, handover
-        assert batches == txt_batches or sum(batches) == sum(txt_batches), handover
-        assert_same_counts(counts, txt_counts)
+    by_bam, by_text = _feed(sim, "bam", stream=stream), _feed(sim, "text", stream=stream)
+    _assert_same_feed(by_bam, by_text)
+    stats = by_text[0]
+    assert stats.mode == ("stream" if stream else "indexed")
     if stream:
         with pysam.AlignmentFile(str(sim.bam)) as handle:
             mapped = sum(1 for r in handle.fetch(until_eof=True) if not r.is_unmapped)
-        assert txt_stats.mapped_records_in_file == mapped
-        assert txt_stats.records_to_core < txt_stats.records_read
-    assert sum(txt_batches) == txt_stats.records_read
+        assert stats.mapped_records_in_file == mapped
+        assert stats.records_to_core < stats.records_read
 
 
 @pytest.mark.parametrize("batch_records", [1, 2, 97, 100_000])
-def test_htslib_hand_over_counts_like_segments_whatever_the_batch(tmp_path, batch_records):
+def test_bam_hand_over_counts_like_text_whatever_the_batch(tmp_path, batch_records):
     sim = _sim(tmp_path, seed=5, strand="-")
-    by_htslib = _feed(sim, "htslib", batch_records=batch_records)
-    by_segments = _feed(sim, "segments", batch_records=batch_records)
-    assert by_htslib[0].handover == "htslib"
-    assert by_htslib[0].records_read == by_segments[0].records_read > 1000
-    assert by_htslib[2] == by_segments[2]  # the same progress reports
-    assert_same_counts(by_htslib[1], by_segments[1])
+    by_bam = _feed(sim, "bam", batch_records=batch_records)
+    assert by_bam[0].records_read > 1000
+    _assert_same_feed(by_bam, _feed(sim, "text", batch_records=batch_records))
 
 
-def test_auto_hand_over_drives_indexed_fetches_in_the_core(tmp_path):
+def test_bam_hand_over_counts_like_text_on_cram_and_stdin(tmp_path):
+    sim = _sim(tmp_path, n_fragments=400)
+    cram = tmp_path / "x.cram"
+    pysam.view("-C", "-T", str(sim.reference), "-o", str(cram), str(sim.bam), catch_stdout=False)
+    pysam.index(str(cram))
+    ref = str(sim.reference)
+    for stream in (False, True):
+        _assert_same_feed(
+            _feed(sim, "bam", path=cram, reference=ref, stream=stream),
+            _feed(sim, "text", path=cram, reference=ref, stream=stream),
+        )
+    results = {}
+    saved = os.dup(0)
+    try:
+        for handover in ("bam", "text"):
+            with open(sim.bam, "rb") as handle:
+                os.dup2(handle.fileno(), 0)
+            results[handover] = _feed(sim, handover, path="-")
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+    assert results["bam"][0].mode == "stream"
+    _assert_same_feed(results["bam"], results["text"])
+
+
+def test_auto_hand_over_is_the_bam_stream_with_this_pysam(tmp_path, caplog):
+    """The installed pysam takes the fast path, with no warning; there is no silent fallback."""
     sim = _sim(tmp_path, n_fragments=100)
-    assert _feed(sim, "auto")[0].handover == "htslib"
-    assert _feed(sim, "auto", stream=True)[0].handover == "segments"
+    with caplog.at_level(logging.DEBUG, logger="cd22scan"):
+        assert _feed(sim, "auto")[0].handover == "bam"
+        assert _feed(sim, "auto", stream=True)[0].handover == "bam"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_text_hand_over_is_announced_as_the_slower_path(tmp_path, caplog):
+    sim = _sim(tmp_path, n_fragments=50)
+    with caplog.at_level(logging.WARNING, logger="cd22scan"):
+        _feed(sim, "text")
+    assert any("SAM text" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def test_unknown_hand_over_is_refused(tmp_path):
+    sim = _sim(tmp_path, n_fragments=50)
+    for old in ("htslib", "segments"):
+        with pytest.raises(ValueError, match="handover must be one of auto, bam, text"):
+            _feed(sim, old)
 
 
 @pytest.mark.slow
@@ -159,59 +196,15 @@ def test_read_error_is_the_same_through_every_hand_over(tmp_path):
     bam = tmp_path / "damaged.bam"
     bam.write_bytes(bytes(damaged))
     Path(f"{bam}.bai").write_bytes(Path(f"{sim.bam}.bai").read_bytes())
-    messages = {}
-    for handover in ("htslib", "segments", "text"):
-        with pytest.raises(InputError) as caught:
-            _feed(sim, handover, path=bam)
-        messages[handover] = str(caught.value)
-    assert "read error at record" in messages["htslib"]
-    assert "(the one after read '" in messages["htslib"]
-    assert messages["htslib"] == messages["segments"] == messages["text"]
-
-
-def test_iterator_layout_check_refuses_other_objects(tmp_path):
-    sim = _sim(tmp_path, n_fragments=50)
-    gene = sim.gene
-    assert _htslib_functions_known()
-    with pysam.AlignmentFile(str(sim.bam)) as handle:
-        region = handle.fetch(gene.contig, *gene.window(300))
-        first = next(region)
-        assert _core.segment_layout_matches(first)
-        whole = handle.fetch(until_eof=True)
-        whole_first = next(whole)
-        for iterator, segment in (
-            (whole, whole_first),  # a whole-file iterator: not driven by the core
-            (iter([first]), first),
-            (region, "not a read"),
-            (region, None),
-            ("region", first),
-        ):
-            assert _core.iterator_layout_matches(iterator, segment) is False
-        # The segment must be the iterator's current record, not merely equal-looking.
-        assert _core.iterator_layout_matches(region, first) is True
-        next(region)
-        assert _core.iterator_layout_matches(region, first) is False
-
-
-def test_layout_check_refuses_other_objects(tmp_path):
-    sim = _sim(tmp_path, n_fragments=50)
-    with pysam.AlignmentFile(str(sim.bam)) as handle:
-        read = next(handle.fetch(until_eof=True))
-
-    class Segment(pysam.AlignedSegment):
-        pass
-
-    for other in (1, "read", None, b"\x00" * 200, [read], Segment()):
-        assert _core.segment_layout_matches(other) is False
-    assert _core.segment_layout_matches(read) is True
-    # A made-up segment (no header) has a record too; its fields must agree as well.
-    made = pysam.AlignedSegment()
-    made.query_name = "made"
-    made.query_sequence = "ACGTACGT"
-    made.cigarstring = "4M2I2M"
-    made.reference_start = 10
-    made.flag = 0
-    assert _core.segment_layout_matches(made) is True
+    for stream in (False, True):
+        messages = {}
+        for handover in ("bam", "text"):
+            with pytest.raises(InputError) as caught:
+                _feed(sim, handover, path=bam, stream=stream)
+            messages[handover] = str(caught.value)
+        assert "read error at record" in messages["bam"]
+        assert "(the one after read '" in messages["bam"]
+        assert messages["bam"] == messages["text"]
 
 
 def _reads(tmp_path, n_fragments=300):
@@ -221,129 +214,135 @@ def _reads(tmp_path, n_fragments=300):
     with pysam.AlignmentFile(str(sim.bam)) as handle:
         reads = list(handle.fetch(until_eof=True))
         tid = handle.get_tid(gene.contig)
-    assert _core.segment_layout_matches(reads[0])
-    return gene, window, reads, tid
+        header = handle.header
+    return gene, window, reads, tid, header
 
 
-def test_add_segments_refuses_foreign_items_without_crashing(tmp_path):
-    gene, window, reads, tid = _reads(tmp_path, 50)
-    counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
-    with pytest.raises(TypeError, match="item 2 of the batch is a"):
-        counter.add_segments([reads[0], reads[1], "not a read"], tid)
-    with pytest.raises(TypeError):
-        counter.add_segments(("a", "tuple"), tid)  # type: ignore[arg-type]
-    # Nothing was counted by the refused batches: the counter still works.
-    counter.add_segments(reads, tid)
-    assert counter.finish().filters["records"] == len(reads)
-
-
-def test_unsorted_segments_are_refused_with_the_read_named(tmp_path):
-    gene, window, every_read, tid = _reads(tmp_path, 50)
-    reads = [r for r in every_read if not r.is_unmapped]
-    counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
-    backwards = [reads[-1], reads[0]]
-    with pytest.raises(
-        _core.CoreError, match=f"record 2 \\(read '{reads[0].query_name}'\\).*not sorted"
-    ):
-        counter.add_segments(backwards, tid)
-
-
-@pytest.mark.parametrize("feed", ["push", "push_all"])
-@pytest.mark.parametrize("only_window", [False, True])
-def test_sink_counts_like_add_segments(tmp_path, only_window, feed):
-    gene, window, reads, tid = _reads(tmp_path)
-    direct = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
-    mapped, sent = direct.add_segments(reads, tid, only_window=only_window)
-    sunk = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
-    reported: list[int] = []
-    sink = sunk.segment_sink(
-        tid, only_window=only_window, batch_records=37, on_batch=reported.append
-    )
-    if feed == "push":
+def _write(sink, header, reads):
+    with pysam.AlignmentFile(sink.fileno(), "wbu", header=header) as out:
         for read in reads:
-            sink.push(read)
-    else:
-        sink.push_all(iter(reads))
-        assert sink.last_name == reads[-1].query_name
-    assert sink.pushed == len(reads)
+            out.write(read)
+
+
+@pytest.mark.parametrize("only_window", [False, True])
+def test_sink_counts_like_text_and_reports_what_it_read(tmp_path, only_window):
+    gene, window, reads, tid, header = _reads(tmp_path)
+    counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
+    sink = counter.bam_sink(tid, only_window=only_window, batch_records=37)
+    _write(sink, header, reads)
+    on_window = [
+        r
+        for r in reads
+        if r.reference_id == tid
+        and r.reference_start < window[1]
+        and (r.reference_end is None or r.reference_end > window[0])
+    ]
+    mapped = sum(1 for r in reads if not r.is_unmapped)
+    sent = len(on_window) if only_window else len(reads)
     assert sink.close() == (len(reads), mapped, sent)
-    assert sum(reported) == len(reads)
-    assert only_window or max(reported) <= 37  # skipped segments add to the next report
-    assert_same_counts(sunk.finish(), direct.finish())
+    assert sink.records == len(reads)
+    assert sink.last_name == reads[-1].query_name
+    text = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
+    text.add_sam("\n".join(r.to_string() for r in (on_window if only_window else reads)).encode())
+    assert_same_counts(counter.finish(), text.finish())
 
 
 def test_counter_is_lent_to_an_open_sink_and_back_after_close(tmp_path):
-    gene, window, reads, tid = _reads(tmp_path, 50)
+    gene, window, reads, tid, header = _reads(tmp_path, 50)
     counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
-    sink = counter.segment_sink(tid)
-    with pytest.raises(_core.CoreError, match="being fed by a SegmentSink"):
+    sink = counter.bam_sink(tid)
+    with pytest.raises(_core.CoreError, match="being fed by a BamSink"):
         counter.add_sam(b"")
-    with pytest.raises(TypeError, match="expected a pysam AlignedSegment"):
-        sink.push("not a read")  # type: ignore[arg-type]
-    sink.push(reads[0])
+    _write(sink, header, reads[:1])
     sink.close()
     with pytest.raises(_core.CoreError, match="finished"):
-        sink.push(reads[1])
+        sink.fileno()
+    with pytest.raises(_core.CoreError, match="finished"):
+        sink.close()
     assert counter.finish().filters["records"] == 1
 
 
-def test_sink_dropped_without_close_leaves_the_counter_unusable(tmp_path):
-    gene, window, reads, tid = _reads(tmp_path, 50)
+def test_sink_closed_with_nothing_written_counts_nothing(tmp_path):
+    gene, window, _, tid, _ = _reads(tmp_path, 20)
     counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
-    sink = counter.segment_sink(tid)
-    for read in reads:
-        sink.push(read)
+    sink = counter.bam_sink(tid)
+    assert sink.close() == (0, 0, 0)
+    assert counter.finish().filters["records"] == 0
+
+
+def test_sink_dropped_without_close_keeps_the_counter_lent(tmp_path):
+    gene, window, reads, tid, header = _reads(tmp_path, 50)
+    counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
+    sink = counter.bam_sink(tid)
+    _write(sink, header, reads)
     del sink
-    with pytest.raises(_core.CoreError, match="incomplete"):
+    with pytest.raises(_core.CoreError, match="being fed by a BamSink"):
         counter.finish()
 
 
 def test_sink_reports_a_counting_error_at_close(tmp_path):
-    gene, window, reads, tid = _reads(tmp_path, 50)
+    gene, window, reads, tid, header = _reads(tmp_path, 50)
     mapped = [r for r in reads if not r.is_unmapped and r.reference_id == tid]
     counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
-    sink = counter.segment_sink(tid, batch_records=1)
-    sink.push(mapped[-1])
-    for read in mapped[:5]:  # positions go backwards: the worker refuses the second record
-        sink.push(read)
+    sink = counter.bam_sink(tid, batch_records=1)
+    # Positions go backwards: the counter refuses the second record.
+    _write(sink, header, [mapped[-1], *mapped[:5]])
     with pytest.raises(_core.CoreError, match=r"record 2 .*not sorted"):
+        sink.close()
+    assert sink.records == 6  # the stream was still read to its end
+
+
+@pytest.mark.parametrize(
+    ("garbage", "message"),
+    [
+        (b"plain text, not BGZF" * 10, "not a BGZF block"),
+        (
+            bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000") + b"x" * 9,
+            "unexpected end of file",
+        ),
+    ],
+)
+def test_sink_refuses_a_stream_that_is_not_uncompressed_bam(tmp_path, garbage, message):
+    gene, window, _, tid, _ = _reads(tmp_path, 20)
+    counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
+    sink = counter.bam_sink(tid)
+    os.write(sink.fileno(), garbage)
+    with pytest.raises(_core.CoreError, match=message):
         sink.close()
 
 
-def test_push_all_passes_the_iterators_error_through_and_names_the_last_record(tmp_path):
-    gene, window, reads, tid = _reads(tmp_path, 50)
-
-    def failing(k):
-        yield from reads[:k]
-        raise OSError("truncated file")
-
+def test_sink_refuses_compressed_bam(tmp_path):
+    gene, window, reads, tid, header = _reads(tmp_path, 20)
     counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
-    sink = counter.segment_sink(tid, batch_records=7)
-    with pytest.raises(OSError, match="truncated file"):
-        sink.push_all(failing(20))
-    assert sink.pushed == 20
-    assert sink.last_name == reads[19].query_name
-    with pytest.raises(TypeError, match="expected a pysam AlignedSegment"):
-        sink.push_all(iter([reads[20], "not a read"]))
-    assert sink.last_name == reads[20].query_name
-    assert sink.close()[0] == 21
-    assert counter.finish().filters["records"] == 21
+    sink = counter.bam_sink(tid)
+    with pysam.AlignmentFile(sink.fileno(), "wb", header=header) as out:
+        for read in reads:
+            out.write(read)
+    with pytest.raises(_core.CoreError, match="compressed BGZF block where uncompressed"):
+        sink.close()
 
 
-def test_push_all_lets_ctrl_c_through(tmp_path):
-    """pysam's iterator runs no Python bytecode, so the core itself must look for signals."""
-    gene, window, reads, tid = _reads(tmp_path, 50)
-    first = next(r for r in reads if not r.is_unmapped and r.reference_id == tid)
+def test_bam_hand_over_lets_ctrl_c_through(tmp_path):
+    """pysam's iterator and write run no Python bytecode; the reader returns to Python between
+    chunks, so Ctrl-C stops it, and the sink closes without waiting forever."""
+    sim = _sim(tmp_path, n_fragments=50)
+    gene = sim.gene
+    window = gene.window(300)
     counter = _core.GeneCounter(gene.contig, window[0], window[1], list(gene.exons))
-    sink = counter.segment_sink(tid)
-    endless = itertools.repeat(first, 10**9)  # a C iterator: no bytecode between items
-    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+    with open_alignments(str(sim.bam)) as source:
+        tid = source.handle.get_tid(gene.contig)
+        first = next(r for r in source.handle.fetch(gene.contig) if not r.is_unmapped)
+        endless = itertools.repeat(first, 10**9)  # a C iterator: no bytecode between items
+        stats = reader.ReadStats(mode="indexed")
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                reader._feed_bam(endless, counter, tid, False, source, stats, 512, None)
+        finally:
+            timer.cancel()
+    # The sink was closed: the counter came back from it (whatever it says of the records).
     try:
-        with pytest.raises(KeyboardInterrupt):
-            sink.push_all(endless)
-    finally:
-        timer.cancel()
-        with contextlib.suppress(_core.CoreError):
-            sink.close()
-    assert 0 < sink.pushed < 10**9
+        counter.finish()
+    except _core.CoreError as exc:
+        assert "BamSink" not in str(exc)

@@ -252,7 +252,7 @@ def count_args(sim, bam) -> tuple:
     return (str(bam), gene.contig, window[0], window[1], list(gene.exons))
 
 
-@pytest.mark.parametrize("handover", ["segments", "text"])
+@pytest.mark.parametrize("handover", ["bam", "text"])
 @pytest.mark.parametrize("style", ["slash", "dot"])
 def test_suffixed_mates_count_as_the_original_pairs(sample, renamed, style, handover):
     """Fragments per exon, junctions, and bases with overlap de-duplication: identical to the

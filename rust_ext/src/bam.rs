@@ -1,4 +1,4 @@
-//! BAM binary records → [`SamRecord`] views, for records that arrive already decoded by htslib.
+//! BAM binary records → [`SamRecord`] views; [`stream`] reads them from an uncompressed BAM stream.
 //!
 //! A record is its fixed fields ([`BamCore`], as in htslib's `bam1_core_t`) plus the variable
 //! `data` block in BAM order: NUL-terminated QNAME (with `l_extranul` extra NULs), CIGAR as
@@ -6,6 +6,8 @@
 //! lengths against `data`, expands SEQ and QUAL to SAM letters in scratch buffers and hands the
 //! CIGAR over in binary ([`CigarField::Binary`]). Reference names are not needed: the caller
 //! says which reference id is the counted contig.
+
+pub mod stream;
 
 use std::fmt;
 

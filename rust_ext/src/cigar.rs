@@ -236,7 +236,7 @@ pub fn decode_bam_cigar(raw: &[u8], ops: &mut Vec<CigarOp>) -> Result<CigarLengt
     if raw.is_empty() {
         return Err(CigarError::Empty);
     }
-    if raw.len() % 4 != 0 {
+    if !raw.len().is_multiple_of(4) {
         return Err(CigarError::BinaryLength { bytes: raw.len() });
     }
     let mut lengths = CigarLengths::default();

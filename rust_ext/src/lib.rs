@@ -110,7 +110,7 @@ pub enum CoreError {
     Unusable,
     /// `add_sam` or `finish` after `finish`.
     Finished,
-    /// The counter is lent to a `SegmentSink` that is not closed yet.
+    /// The counter is lent to a `BamSink` that is not closed yet.
     Lent,
     /// A bug: the core panicked (caught at the Python boundary).
     Internal(String),
@@ -160,7 +160,7 @@ impl fmt::Display for CoreError {
             Self::Finished => write!(f, "this GeneCounter is finished (finish() was called)"),
             Self::Lent => write!(
                 f,
-                "this GeneCounter is being fed by a SegmentSink: close() the sink first"
+                "this GeneCounter is being fed by a BamSink: close() the sink first"
             ),
             Self::Internal(message) => write!(
                 f,

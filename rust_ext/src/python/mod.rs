@@ -11,14 +11,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
-use crate::bam::BamDecoder;
 use crate::{CoreError as RustError, CountResult, CounterConfig, BASE_COUNT_KEYS, FILTER_KEYS};
 
-mod region;
-mod segments;
 mod sink;
-use segments::{check_layout, SegmentBatch};
-use sink::PySegmentSink;
+use sink::PyBamSink;
 
 create_exception!(
     cd22scan._core,
@@ -83,10 +79,8 @@ fn bounded_arg<T: TryFrom<i64>>(
 
 #[pyclass(name = "GeneCounter", module = "cd22scan._core")]
 pub struct PyGeneCounter {
-    /// The counter is with a `SegmentSink` (so `inner` is empty until it is closed).
+    /// The counter is with a `BamSink` (so `inner` is empty until it is closed).
     lent: bool,
-    /// Decoder of pysam segments, for the reference id of the last `add_segments` call.
-    decoder: Option<BamDecoder>,
     // Boxed: Python allocates objects with 16-byte alignment only, so a field that needs more
     // (a SIMD type; an inline memchr searcher once crashed here) must live in a Rust allocation.
     inner: Option<Box<crate::GeneCounter>>,
@@ -174,7 +168,6 @@ impl PyGeneCounter {
             let inner = crate::GeneCounter::new(config).map_err(to_py_err)?;
             Ok(Self {
                 lent: false,
-                decoder: None,
                 inner: Some(Box::new(inner)),
             })
         })
@@ -190,56 +183,19 @@ impl PyGeneCounter {
             .map_err(to_py_err)
     }
 
-    /// Count a batch of pysam `AlignedSegment`s read from one file; `tid` is the counted
-    /// contig's reference id in that file's header. With `only_window`, segments that cannot
-    /// overlap the window are passed over (for whole-file streams). Returns (segments without
-    /// FLAG 0x4, segments counted).
-    #[pyo3(signature = (segments, tid, *, only_window = false))]
-    fn add_segments(
-        &mut self,
-        py: Python<'_>,
-        segments: &Bound<'_, PyList>,
-        tid: i32,
-        only_window: bool,
-    ) -> PyResult<(u64, u64)> {
-        let inner = self
-            .inner
-            .as_mut()
-            .ok_or_else(|| to_py_err(Self::missing(self.lent)))?;
-        let filter = only_window.then(|| (tid, inner.window()));
-        let batch = guarded(|| SegmentBatch::collect(segments, filter))?;
-        let decoder = match &mut self.decoder {
-            Some(decoder) if decoder.target_tid() == tid => decoder,
-            slot => slot.insert(BamDecoder::new(inner.contig(), tid)),
-        };
-        let mapped = batch.mapped();
-        let records = batch.records();
-        let counted = records.len() as u64;
-        let result = py.detach(|| {
-            count_or_refuse(inner, |counter| {
-                // SAFETY: `batch` holds a reference to every segment until it is dropped after
-                // this closure, and nothing else runs code that could change them meanwhile
-                // (the list was handed over whole by the reader), so each data block is valid.
-                counter.add_bam(decoder, records.iter().map(|r| unsafe { r.view() }))
-            })
-        });
-        drop(batch);
-        result.map(|()| (mapped, counted)).map_err(to_py_err)
-    }
-
-    /// A sink that takes pysam segments one at a time (copying each record at once) and counts
-    /// them on a worker thread in batches of `batch_records`; this counter is lent to it until
-    /// `SegmentSink.close()`. `tid` and `only_window` as for `add_segments`; `on_batch(n)` is
-    /// called with the number of segments pushed since its last call, once per batch.
-    #[pyo3(signature = (tid, *, only_window = false, batch_records = 4096, on_batch = None))]
-    fn segment_sink(
+    /// A sink for an uncompressed BAM stream that pysam writes into a pipe (`fileno()`); it
+    /// counts the records on worker threads in batches of `batch_records`, and this counter is
+    /// lent to it until `BamSink.close()`. `tid` is the counted contig's reference id in the
+    /// stream's header; with `only_window`, records that cannot overlap the window are passed
+    /// over (for whole-file streams) but still counted as read.
+    #[pyo3(signature = (tid, *, only_window = false, batch_records = 512))]
+    fn bam_sink(
         slf: Bound<'_, Self>,
         tid: i32,
         only_window: bool,
         batch_records: usize,
-        on_batch: Option<Py<PyAny>>,
-    ) -> PyResult<PySegmentSink> {
-        PySegmentSink::start(slf, tid, only_window, batch_records, on_batch)
+    ) -> PyResult<PyBamSink> {
+        PyBamSink::start(slf, tid, only_window, batch_records)
     }
 
     /// Flush reads still waiting for a mate and return the counts. Call once.
@@ -321,30 +277,6 @@ impl PyCountResult {
     }
 }
 
-/// Whether `segment` is a pysam `AlignedSegment` whose htslib record the core can read directly
-/// (pysam's object layout as expected, and the fields read that way equal pysam's own).
-#[pyfunction]
-fn segment_layout_matches(segment: &Bound<'_, PyAny>) -> PyResult<bool> {
-    guarded(|| check_layout(segment))
-}
-
-/// Where pysam's htslib functions `hts_itr_next` and `hts_get_bgzfp` are (addresses that
-/// `ctypes` finds in `pysam.libchtslib`), for reading region iterators in the core.
-#[pyfunction]
-fn set_htslib_functions(hts_itr_next: usize, hts_get_bgzfp: usize) {
-    region::set_functions(hts_itr_next, hts_get_bgzfp);
-}
-
-/// Whether the core can advance `iterator` itself: a pysam region iterator whose layout checks
-/// out and whose current record equals `segment`, the one pysam just returned from it.
-#[pyfunction]
-fn iterator_layout_matches(
-    iterator: &Bound<'_, PyAny>,
-    segment: &Bound<'_, PyAny>,
-) -> PyResult<bool> {
-    guarded(|| region::check_iterator(iterator, segment))
-}
-
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -354,10 +286,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FILTER_KEYS", PyTuple::new(py, FILTER_KEYS)?)?;
     m.add_class::<PyGeneCounter>()?;
     m.add_class::<PyCountResult>()?;
-    m.add_class::<PySegmentSink>()?;
-    m.add_function(wrap_pyfunction!(segment_layout_matches, m)?)?;
-    m.add_function(wrap_pyfunction!(set_htslib_functions, m)?)?;
-    m.add_function(wrap_pyfunction!(iterator_layout_matches, m)?)?;
+    m.add_class::<PyBamSink>()?;
     // PyO3's `add` fills `__all__`; `_core.pyi` declares none (and stubtest checks it), and this
     // private module is not meant for `import *`.
     m.delattr("__all__")?;
