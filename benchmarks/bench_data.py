@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pysam
 
-from cd22scan.simulate import cd22_grch38, simulate
+from cd22scan.demo.simulate import cd22_grch38, simulate
 
 BASE_FRAGMENTS = 20_000
 CACHE = Path(os.environ.get("CD22SCAN_BENCH_CACHE", Path(tempfile.gettempdir()) / "cd22scan-bench"))

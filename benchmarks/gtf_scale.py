@@ -89,7 +89,7 @@ def write_big_gtf(path: Path, lines: int, gff3: bool = False) -> int:
 def time_parse(gtf: Path, repeats: int) -> tuple[float, float]:
     """Best wall and best CPU seconds of ``load_gtf`` (CPU time: this shared VM's load makes
     wall time vary several-fold between runs)."""
-    from cd22scan.annotation import load_gtf
+    from cd22scan.target.annotation import load_gtf
 
     best, best_cpu = float("inf"), float("inf")
     for _ in range(repeats):

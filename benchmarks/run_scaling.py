@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_data import CACHE
 
-from cd22scan.simulate import cd22_grch38, simulate
+from cd22scan.demo.simulate import cd22_grch38, simulate
 
 
 def base_pair(fragments: int) -> tuple[Path, Path]:

@@ -26,7 +26,7 @@ from bench_data import dna_bam, large_bam
 from test_bench_scan import MODEL, W0, W1, bare_pysam_loop
 
 from cd22scan import _core, scan
-from cd22scan.reader import feed_window, open_alignments
+from cd22scan.sample.reader import feed_window, open_alignments
 
 
 def process_cpu() -> float:

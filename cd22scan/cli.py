@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from cd22scan import __version__
 from cd22scan.errors import Cd22scanError, UsageError
-from cd22scan.samflags import DEFAULT_EXCLUDE_FLAGS, FLAG_DUPLICATE
+from cd22scan.sample.flags import DEFAULT_EXCLUDE_FLAGS, FLAG_DUPLICATE
 
 log = logging.getLogger("cd22scan")
 
@@ -116,7 +116,7 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
 
 
 def _params_from_args(args: argparse.Namespace):
-    from cd22scan.scanner import ScanParams
+    from cd22scan.sample.scan import ScanParams
 
     flags = args.exclude_flags
     if args.keep_duplicates:
@@ -147,9 +147,9 @@ SCAN_TABLES = ("exons", "junctions", "introns", "indels")
 def _cmd_scan(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cd22scan.outputs import check_out_dir
-    from cd22scan.scandir import write_scan
-    from cd22scan.scanner import scan
+    from cd22scan.outputs.files import check_out_dir
+    from cd22scan.outputs.scandir import write_scan
+    from cd22scan.sample.scan import scan
 
     to_stdout = args.out == "-"
     if to_stdout and not args.table:
@@ -189,7 +189,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 def _note_no_reference(results) -> None:
     """Say once per command that a scan without --reference has no coding consequences."""
-    from cd22scan.vcf_outputs import NO_REFERENCE_NOTE
+    from cd22scan.outputs.vcf import NO_REFERENCE_NOTE
 
     if any(not (r.summary.get("parameters") or {}).get("reference") for r in results):
         log.info("%s", NO_REFERENCE_NOTE)
@@ -197,7 +197,7 @@ def _note_no_reference(results) -> None:
 
 def _table_to_stdout(result, table: str) -> None:
     """One scan table as TSV on standard output, as the folder's NAME.TABLE.tsv would hold it."""
-    from cd22scan.formats import junction_names
+    from cd22scan.outputs.formats import junction_names
 
     frame = getattr(result, table)
     if table == "junctions":
@@ -207,7 +207,7 @@ def _table_to_stdout(result, table: str) -> None:
 
 
 def _add_threshold_options(p: argparse.ArgumentParser) -> None:
-    from cd22scan.compare import THRESHOLD_OPTIONS, Thresholds
+    from cd22scan.comparison.pair import THRESHOLD_OPTIONS, Thresholds
 
     d = Thresholds()
     g = p.add_argument_group("calling thresholds (all must hold for an event to be called)")
@@ -217,7 +217,7 @@ def _add_threshold_options(p: argparse.ArgumentParser) -> None:
 
 
 def thresholds_from_namespace(args: argparse.Namespace):
-    from cd22scan.compare import THRESHOLD_OPTIONS, Thresholds
+    from cd22scan.comparison.pair import THRESHOLD_OPTIONS, Thresholds
 
     return Thresholds.from_options(
         {name: getattr(args, name) for _, name, _, _ in THRESHOLD_OPTIONS}
@@ -237,8 +237,8 @@ def _load_or_scan(
     import dataclasses
     from pathlib import Path
 
-    from cd22scan.scandir import find_samples, load_scan
-    from cd22scan.scanner import scan
+    from cd22scan.outputs.scandir import find_samples, load_scan
+    from cd22scan.sample.scan import scan
 
     given = Path(path)
     option = f"--{role}-sample" if role else "--sample"
@@ -289,10 +289,10 @@ def _out_dir(args: argparse.Namespace) -> str:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
 
-    from cd22scan.compare import compare_samples
-    from cd22scan.outputs import prepare_out_dir, write_table
-    from cd22scan.scandir import write_scan
-    from cd22scan.scanner import load_target
+    from cd22scan.comparison.pair import compare_samples
+    from cd22scan.outputs.files import prepare_out_dir, write_table
+    from cd22scan.outputs.scandir import write_scan
+    from cd22scan.sample.scan import load_target
 
     out = prepare_out_dir(_out_dir(args))
     given = (args.baseline, args.relapse)
@@ -311,8 +311,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     comparison = compare_samples(baseline, relapse, thresholds=thresholds_from_namespace(args))
     write_table(comparison.events, out / "events.tsv")
     write_table(comparison.verdict, out / "verdict.tsv")
-    from cd22scan.report_html import write_pair_report
-    from cd22scan.vcf_outputs import write_pair_vcf
+    from cd22scan.outputs.html import write_pair_report
+    from cd22scan.outputs.vcf import write_pair_vcf
 
     write_pair_vcf(comparison, baseline, out / "variants.vcf.gz")
     report = write_pair_report(comparison, baseline, relapse, out / "report.html")
@@ -322,7 +322,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from cd22scan.cohort import run_cohort
+    from cd22scan.cohort.run import run_cohort
 
     run_cohort(
         args.samplesheet,
@@ -336,7 +336,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_workflow(args: argparse.Namespace) -> int:
-    from cd22scan import workflow_files
+    from cd22scan.cohort import workflow as workflow_files
 
     if args.what == "path":
         print(workflow_files.snakefile_path())
@@ -348,7 +348,7 @@ def _cmd_workflow(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from cd22scan.demo import run_demo
+    from cd22scan.demo.run import run_demo
 
     path = run_demo(args.out, seed=args.seed)
     print(f"cd22scan demo: cohort report at {path / 'report.html'} (tables in {path})")

@@ -35,6 +35,9 @@ echo "== ruff"
 ruff check .
 ruff format --check .
 
+echo "== import layers (import-linter: the stages of the data path, no circles)"
+lint-imports
+
 echo "== stub matches the compiled module"
 (cd "$(mktemp -d)" && python -m mypy.stubtest cd22scan._core)
 

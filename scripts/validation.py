@@ -29,8 +29,8 @@ import numpy as np
 import polars as pl
 
 from cd22scan import scan
-from cd22scan.compare import Thresholds, compare_samples
-from cd22scan.simulate import cd22_grch38, coding_positions, simulate
+from cd22scan.comparison.pair import Thresholds, compare_samples
+from cd22scan.demo.simulate import cd22_grch38, coding_positions, simulate
 
 REPO = Path(__file__).resolve().parents[1]
 GENE = cd22_grch38()

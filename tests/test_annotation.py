@@ -17,7 +17,8 @@ import pysam
 import pytest
 from realdata_helpers import ABI1 as REALDATA
 
-from cd22scan.annotation import (
+from cd22scan.errors import AnnotationError
+from cd22scan.target.annotation import (
     Exon,
     GeneModel,
     builtin_genes,
@@ -25,7 +26,7 @@ from cd22scan.annotation import (
     check_model_against_header,
     load_gtf,
 )
-from cd22scan.contigs import (
+from cd22scan.target.contigs import (
     aliases_of,
     builds_for_length,
     detect_build,
@@ -33,7 +34,6 @@ from cd22scan.contigs import (
     normalize_build,
     resolve_contig,
 )
-from cd22scan.errors import AnnotationError
 
 ABI1_GTF = REALDATA / "annotation.gtf"
 ABI1_BAM = REALDATA / "ENCFF088HTJ.chr10_27035000_27050000.bam"
@@ -93,7 +93,7 @@ GRCH37_CHR1 = 249250621
 
 
 def _data_rows(name: str) -> list[dict[str, str]]:
-    text = resources.files("cd22scan").joinpath("data", name).read_text("utf-8")
+    text = resources.files("cd22scan.target").joinpath("data", name).read_text("utf-8")
     return list(csv.DictReader(text.splitlines(), delimiter="\t"))
 
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from cd22scan.annotation import (
+from cd22scan.cli import main
+from cd22scan.errors import AnnotationError
+from cd22scan.target.annotation import (
     Exon,
     GeneModel,
     check_junctions_fit_model,
     check_splice_motifs,
 )
-from cd22scan.cli import main
-from cd22scan.errors import AnnotationError
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "abi1_encode"
 if not REAL.is_dir():

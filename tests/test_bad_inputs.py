@@ -28,7 +28,7 @@ from simulator import simulate, small_gene, write_sam_text_bam
 
 import cd22scan
 from cd22scan.cli import main
-from cd22scan.simulate import write_gtf
+from cd22scan.demo.simulate import write_gtf
 
 EOF_MARKER_LEN = 28  # the empty BGZF block that ends every BAM
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -782,7 +782,7 @@ def test_ctrl_c_exits_130_in_one_line(sample, tmp_path, capfd, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("cd22scan.scanner.scan", interrupted)
+    monkeypatch.setattr("cd22scan.sample.scan.scan", interrupted)
     code, err = run_cli(capfd, ["scan", sim.bam, "--out", tmp_path / "o"])
     assert code == 130
     assert err == "cd22scan: interrupted\n"

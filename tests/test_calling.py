@@ -10,13 +10,13 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-import cd22scan.calling
+import cd22scan.calling.sample
 from cd22scan import cli, scan
-from cd22scan.calling import CALL_TABLES, call_sample
-from cd22scan.compare import Thresholds, compare_samples
+from cd22scan.calling.sample import CALL_TABLES, call_sample
+from cd22scan.comparison.pair import Thresholds, compare_samples
+from cd22scan.demo.simulate import simulate, small_gene, write_gtf
 from cd22scan.errors import UsageError
-from cd22scan.scandir import SCAN_FILES, load_scan, write_scan
-from cd22scan.simulate import simulate, small_gene, write_gtf
+from cd22scan.outputs.scandir import SCAN_FILES, load_scan, write_scan
 
 GENE = small_gene("+")
 
@@ -41,7 +41,7 @@ def test_calls_are_written_with_the_scan_and_read_back(pair):
         assert written[f"calls_{name}"].exists()
     assert set(written) == set(SCAN_FILES)
     loaded = load_scan(tmp / "scans", "B")
-    assert loaded._calls is not None  # read from the directory, not made again
+    assert loaded.calls is not None  # read from the directory, not made again
     for name, frame in base.calls.frames().items():
         assert_frame_equal(loaded.calls.frames()[name], frame)
     assert loaded.calls.has_reference and base.calls.has_reference
@@ -55,8 +55,8 @@ def test_compare_consumes_the_kept_calls(pair, monkeypatch):
     _, (base, rel) = pair
     base.calls, rel.calls  # noqa: B018 - made once here
     calls_made = []
-    monkeypatch.setattr(cd22scan.calling, "call_sample", lambda *a: calls_made.append(a))
-    monkeypatch.setattr("cd22scan.compare.call_sample", lambda *a: calls_made.append(a))
+    monkeypatch.setattr(cd22scan.calling.sample, "call_sample", lambda *a: calls_made.append(a))
+    monkeypatch.setattr("cd22scan.comparison.pair.call_sample", lambda *a: calls_made.append(a))
     comparison = compare_samples(base, rel)
     assert calls_made == []
     row = comparison.events.filter(pl.col("feature") == "Δex2").row(0, named=True)
@@ -94,7 +94,7 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_no_import_circles_in_the_package():
-    package = Path(cd22scan.calling.__file__).parent
+    package = Path(cd22scan.calling.sample.__file__).parent
     graph = {f"cd22scan.{p.stem}": _imports(p) for p in package.glob("*.py")}
     circles = []
     for start in graph:

@@ -7,7 +7,7 @@ import pytest
 from cohort_helpers import write_small_cohort
 
 from cd22scan.cli import main
-from cd22scan.cohort import read_sample_sheet
+from cd22scan.cohort.run import read_sample_sheet
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_compare_cli_from_bams_and_from_scan_directories(cohort):
 
 
 def test_cohort_summary_counts_only_assessable_patients():
-    from cd22scan.cohort import cohort_summary
+    from cd22scan.cohort.run import cohort_summary
 
     na = "not assessable (relapse too thin)"
     rows = [

@@ -10,7 +10,7 @@ import pytest
 from Bio.Seq import Seq
 
 from cd22scan import scan
-from cd22scan.compare import (
+from cd22scan.comparison.pair import (
     EVENT_COLUMNS,
     NO_EVIDENCE,
     VERDICT_COLUMNS,
@@ -19,7 +19,7 @@ from cd22scan.compare import (
     _q_values,
     compare_samples,
 )
-from cd22scan.simulate import (
+from cd22scan.demo.simulate import (
     cd22_grch38,
     coding_positions,
     reference_window,
@@ -244,7 +244,7 @@ def test_exon_loss_values_share_the_effects_unit_and_0_0_exons_are_untested():
 
     import polars as pl
 
-    from cd22scan.compare import Thresholds, _exon_rows
+    from cd22scan.comparison.pair import Thresholds, _exon_rows
 
     def frame(fragments, gene):
         return pl.DataFrame(

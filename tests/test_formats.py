@@ -14,23 +14,23 @@ import pytest
 from cohort_helpers import write_small_cohort
 
 import cd22scan
-from cd22scan.cohort import run_cohort
-from cd22scan.formats import (
+from cd22scan.calling.variants import call_variants
+from cd22scan.cohort.run import run_cohort
+from cd22scan.demo.simulate import simulate, small_gene, write_gtf
+from cd22scan.outputs.formats import (
     junction_names,
     write_junctions_bed12,
     write_summary_json,
     write_vcf,
 )
-from cd22scan.multiqc import (
+from cd22scan.outputs.multiqc import (
     GENERAL_STATS_FILE,
     VERDICTS_FILE,
     sample_metrics,
     write_multiqc_files,
 )
-from cd22scan.scandir import load_scan
-from cd22scan.scanner import ScanParams, reference_fetch
-from cd22scan.simulate import simulate, small_gene, write_gtf
-from cd22scan.variants import call_variants
+from cd22scan.outputs.scandir import load_scan
+from cd22scan.sample.scan import ScanParams, reference_fetch
 
 
 @pytest.fixture(scope="module")
@@ -388,7 +388,7 @@ def test_multiqc_escape_calls_count_escape_evidence_only():
             "consequence": [None, None, "synonymous_variant", None],
         }
     )
-    from cd22scan.multiqc import _general_stats
+    from cd22scan.outputs.multiqc import _general_stats
 
     stats = _general_stats(verdicts, [{"sample": "B"}, {"sample": "R"}], events)
     assert stats["data"]["R"]["escape_events"] == 1

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from simulator import simulate, small_gene
 
-from cd22scan.annotation import GeneModel, load_gtf
 from cd22scan.cli import main
+from cd22scan.demo.simulate import write_gtf as write_sim_gtf
 from cd22scan.errors import AnnotationError
-from cd22scan.simulate import write_gtf as write_sim_gtf
+from cd22scan.target.annotation import GeneModel, load_gtf
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "abi1_encode"
 if not REAL.is_dir():

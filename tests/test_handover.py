@@ -21,9 +21,10 @@ from core_helpers import assert_same_counts, core_count
 from realdata_helpers import abi1_bams as _realdata_bams
 from simulator import simulate, small_gene
 
-from cd22scan import _core, reader
+from cd22scan import _core
 from cd22scan.errors import InputError
-from cd22scan.reader import feed_window, open_alignments
+from cd22scan.sample import reader
+from cd22scan.sample.reader import feed_window, open_alignments
 
 
 def _sim(tmp_path, *, seed=11, **kw):

@@ -18,7 +18,7 @@ import pytest
 from simulator import simulate, small_gene
 
 from cd22scan.cli import build_parser
-from cd22scan.simulate import write_gtf
+from cd22scan.demo.simulate import write_gtf
 
 # What a tqdm bar leaves in the stream: carriage returns and a rate.
 BAR_MARKS = ("\r", "/s]")

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from cd22scan import scan
-from cd22scan.compare import compare_samples
+from cd22scan.comparison.pair import compare_samples
 
 SHARED = Path(os.environ.get("CD22SCAN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 REALDATA = SHARED / "realdata" / "abi1_encode"

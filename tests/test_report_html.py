@@ -17,16 +17,16 @@ import polars as pl
 import pytest
 
 from cd22scan import scan
-from cd22scan.cohort import cohort_summary
-from cd22scan.compare import compare_samples
-from cd22scan.outputs import write_tsv
-from cd22scan.report_html import (
+from cd22scan.cohort.run import cohort_summary
+from cd22scan.comparison.pair import compare_samples
+from cd22scan.demo.simulate import simulate, small_gene, write_gtf
+from cd22scan.outputs.files import write_tsv
+from cd22scan.outputs.html import (
     render_cohort_report,
     render_pair_report,
     write_cohort_report,
     write_pair_report,
 )
-from cd22scan.simulate import simulate, small_gene, write_gtf
 
 GENE = small_gene("+")
 FIGURES = ("fig-sashimi", "fig-exon-coverage", "fig-vaf")
@@ -377,7 +377,7 @@ def test_chromium_layout_labels_axes_and_no_sideways_scroll(pair, tmp_path, widt
      (1.0, "1"), (0.5, "0.5"), (3.2e-12, "3.2e-12"), (0.0, "0"), (None, "")],
 )  # fmt: skip
 def test_p_and_q_are_scientific_below_001_and_never_round_across_005(value, text):
-    from cd22scan.report_html import _fmt_p
+    from cd22scan.outputs.html import _fmt_p
 
     assert _fmt_p(value) == text
 
@@ -396,7 +396,7 @@ def test_cohort_report_names_gene_transcript_and_versions(pair, tmp_path):
     import pysam
     import pysam.version
 
-    from cd22scan.outputs import write_scan
+    from cd22scan.outputs.files import write_scan
 
     comparison, baseline, _ = pair
     out = tmp_path / "cohort"

@@ -23,7 +23,7 @@ from samtools_pileup import mpileup_counts, needs_samtools
 from simulator import simulate, small_gene
 
 from cd22scan import _core
-from cd22scan.annotation import load_gtf
+from cd22scan.target.annotation import load_gtf
 
 LETTER_KEYS = [k for k in _core.BASE_COUNT_KEYS if not k.startswith("del")]
 

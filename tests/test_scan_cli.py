@@ -15,7 +15,7 @@ from simulator import cd22_grch37, cd22_grch38, simulate, small_gene
 
 from cd22scan import scan
 from cd22scan.cli import main
-from cd22scan.simulate import write_gtf
+from cd22scan.demo.simulate import write_gtf
 
 EXON_COLUMNS = [
     "sample", "gene", "transcript", "exon", "contig", "start", "end", "length", "fragments",
@@ -414,7 +414,7 @@ def test_region_scans_a_window_as_one_pseudo_exon(small_plus, tmp_path, capsys):
     assert (row["start"], row["end"]) == (exon2["start"], exon2["end"])
     assert row["gene"] == f"{exon2['contig']}:{exon2['start']}-{exon2['end']}"
     assert row["fragments"] == exon2["fragments"] > 0
-    from cd22scan.scandir import load_scan
+    from cd22scan.outputs.scandir import load_scan
 
     loaded = load_scan(tmp_path / "r")  # compare reads a region scan back
     assert loaded.model.gene == row["gene"] and loaded.model.transcript == "region"

@@ -10,8 +10,12 @@ import shutil
 import pytest
 from cohort_helpers import write_small_cohort
 
-from cd22scan import annotation, cohort
-from cd22scan.annotation import (
+from cd22scan.cli import main
+from cd22scan.cohort import run as cohort
+from cd22scan.errors import AnnotationError, InputError
+from cd22scan.outputs.scandir import load_scan
+from cd22scan.target import annotation
+from cd22scan.target.annotation import (
     GeneModel,
     KnownEvent,
     builtin_model,
@@ -19,9 +23,6 @@ from cd22scan.annotation import (
     model_from_json,
     model_to_json,
 )
-from cd22scan.cli import main
-from cd22scan.errors import AnnotationError, InputError
-from cd22scan.scandir import load_scan
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""cd22scan.splicing: hand-made junction tables for the formulas, simulated BAMs for the calls."""
+"""cd22scan.calling.splicing: hand-made junction tables for the formulas, simulated BAMs for
+the calls."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import polars as pl
 import pytest
 
 import cd22scan
-from cd22scan import splicing
-from cd22scan.annotation import Exon, GeneModel
-from cd22scan.simulate import GeneSpec, cd22_grch38, simulate, small_gene, write_gtf
+from cd22scan.calling import splicing
+from cd22scan.demo.simulate import GeneSpec, cd22_grch38, simulate, small_gene, write_gtf
+from cd22scan.target.annotation import Exon, GeneModel
 
 # --- hand-made models and tables -----------------------------------------------------------------
 
@@ -159,7 +160,7 @@ def test_skipping_events_hand_made(strand):
 
 
 def test_skipping_events_known_event_name():
-    from cd22scan.annotation import builtin_model
+    from cd22scan.target.annotation import builtin_model
 
     model = builtin_model("CD22", "GRCh38")
     # §2.4: Δex2 = chr19:35329231-35332546, Δex5-6 = 35336342-35340880

@@ -1,4 +1,5 @@
-"""cd22scan.stats against scipy (a test-only dependency) and the properties the comparisons need."""
+"""cd22scan.calling.stats against scipy (a test-only dependency) and the properties the
+comparisons need."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from cd22scan import stats
+from cd22scan.calling import stats
 
 
 def test_runtime_modules_do_not_import_scipy(tmp_path):
     code = (
-        "import sys, cd22scan.stats, cd22scan.splicing; "
+        "import sys, cd22scan.calling.stats, cd22scan.calling.splicing; "
         "sys.exit(1 if any(m.split('.')[0] == 'scipy' for m in sys.modules) else 0)"
     )
     # cwd: not the repository, whose cd22scan/ folder would shadow the installed package

@@ -18,17 +18,8 @@ from Bio.SeqUtils import seq3
 from scipy.stats import fisher_exact
 
 from cd22scan import scan
-from cd22scan.annotation import Exon, GeneModel, builtin_model, load_gtf
-from cd22scan.simulate import (
-    coding_positions,
-    reference_window,
-    revcomp,
-    simulate,
-    small_gene,
-    write_gtf,
-)
-from cd22scan.stats import fisher_exact_two_sided
-from cd22scan.variants import (
+from cd22scan.calling.stats import fisher_exact_two_sided
+from cd22scan.calling.variants import (
     COLUMNS,
     Change,
     Locus,
@@ -36,6 +27,15 @@ from cd22scan.variants import (
     annotate,
     call_variants,
 )
+from cd22scan.demo.simulate import (
+    coding_positions,
+    reference_window,
+    revcomp,
+    simulate,
+    small_gene,
+    write_gtf,
+)
+from cd22scan.target.annotation import Exon, GeneModel, builtin_model, load_gtf
 
 # --- TINY: 130 bp contig, 1-based positions ------------------------------------------------------
 #   1- 10 upstream                 TTGACCTTGA

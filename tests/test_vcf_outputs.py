@@ -12,7 +12,7 @@ import pytest
 from simulator import simulate, small_gene
 
 from cd22scan.cli import main
-from cd22scan.simulate import write_gtf
+from cd22scan.demo.simulate import write_gtf
 
 GENE = small_gene("+")
 SNV_POS0 = 2000  # in exon 2 of the small gene (a missense change, as in test_formats)

@@ -22,8 +22,8 @@ from reference_counter import reference_count
 from simulator import cd22_grch37, cd22_grch38, simulate, small_gene
 
 from cd22scan.cli import main
-from cd22scan.reader import open_alignments, parse_header_text, survey_reads
-from cd22scan.simulate import write_gtf
+from cd22scan.demo.simulate import write_gtf
+from cd22scan.sample.reader import open_alignments, parse_header_text, survey_reads
 
 # --- fixtures and helpers -----------------------------------------------------------------------
 

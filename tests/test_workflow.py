@@ -15,10 +15,10 @@ import pytest
 from cohort_helpers import write_small_cohort
 from polars.testing import assert_frame_equal
 
-from cd22scan.cohort import read_sample_sheet, run_cohort
-from cd22scan.multiqc import GENERAL_STATS_FILE, VERDICTS_FILE
-from cd22scan.scanner import ScanParams
-from cd22scan.workflow_files import snakefile_path
+from cd22scan.cohort.run import read_sample_sheet, run_cohort
+from cd22scan.cohort.workflow import snakefile_path
+from cd22scan.outputs.multiqc import GENERAL_STATS_FILE, VERDICTS_FILE
+from cd22scan.sample.scan import ScanParams
 
 pytestmark = [
     pytest.mark.slow,

@@ -71,7 +71,7 @@ class ContigMatch:
 
 @functools.lru_cache(maxsize=1)
 def _table() -> tuple[ContigInfo, ...]:
-    text = resources.files("cd22scan").joinpath("data", "contigs.tsv").read_text("utf-8")
+    text = resources.files("cd22scan.target").joinpath("data", "contigs.tsv").read_text("utf-8")
     rows = csv.DictReader(text.splitlines(), delimiter="\t")
     return tuple(
         ContigInfo(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from cd22scan.cohort import (
+from cd22scan.cohort.run import (
     Pair,
     SheetRow,
     plan_cohort,
@@ -28,11 +28,11 @@ from cd22scan.cohort import (
     write_cohort_outputs,
     write_pair_outputs,
 )
-from cd22scan.compare import VERDICT_COLUMNS, Thresholds, compare_samples
+from cd22scan.comparison.pair import VERDICT_COLUMNS, Thresholds, compare_samples
 from cd22scan.errors import InputError
-from cd22scan.outputs import prepare_out_dir
-from cd22scan.scandir import SCAN_SUFFIXES, load_scan
-from cd22scan.scanner import ScanResult
+from cd22scan.outputs.files import prepare_out_dir
+from cd22scan.outputs.scandir import SCAN_SUFFIXES, load_scan
+from cd22scan.sample.scan import ScanResult
 
 __all__ = [
     "SCAN_SUFFIXES",
@@ -55,7 +55,7 @@ TYPED_EVENTS_SUFFIX = "events.parquet"
 
 def snakefile_path() -> Path:
     """Path of the installed Snakefile (for ``snakemake --snakefile``)."""
-    path = Path(str(resources.files("cd22scan").joinpath("workflow", "Snakefile")))
+    path = Path(str(resources.files("cd22scan.cohort").joinpath("snakemake", "Snakefile")))
     if not path.is_file():
         raise InputError(f"{path}: the packaged Snakefile is missing (broken installation?)")
     return path

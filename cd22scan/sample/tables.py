@@ -13,8 +13,8 @@ import numpy as np
 import polars as pl
 
 from cd22scan import _core
-from cd22scan.annotation import GeneModel
-from cd22scan.strandedness import fragment_strand
+from cd22scan.sample.strandedness import fragment_strand
+from cd22scan.target.annotation import GeneModel
 
 BASES = ("A", "C", "G", "T", "N")
 PLUS_MOTIFS = {("GT", "AG"), ("GC", "AG"), ("AT", "AC")}

@@ -43,8 +43,8 @@ import polars as pl
 from Bio.Seq import Seq
 from Bio.SeqUtils import seq3
 
-from cd22scan.annotation import GeneModel
-from cd22scan.stats import fisher_exact_two_sided
+from cd22scan.calling.stats import fisher_exact_two_sided
+from cd22scan.target.annotation import GeneModel
 
 __all__ = [
     "COLUMNS",
@@ -730,8 +730,8 @@ def call_variants(
     reference it warns that coding consequences are unknown, unless ``warn_no_reference`` is
     false (the caller says it its own way).
 
-    ``bases`` / ``indels`` are the tables of ``cd22scan.tables``; ``fetch(start0, end0)`` returns
-    reference bases of a 0-based half-open range, or is None when there is no reference.
+    ``bases`` / ``indels`` are the tables of ``cd22scan.sample.tables``; ``fetch(start0, end0)``
+    returns reference bases of a 0-based half-open range, or is None when there is no reference.
     """
     tmap = TranscriptMap(model)
     locus = _load_locus(model, fetch)

@@ -20,12 +20,10 @@ from typing import Any, TypeVar
 
 import polars as pl
 
-from cd22scan.annotation import GeneModel
-from cd22scan.compare import Comparison, Thresholds, compare_samples
+from cd22scan.comparison.pair import Comparison, Thresholds, compare_samples
 from cd22scan.console import progress, setup_worker
 from cd22scan.errors import Cd22scanError, InputError, UsageError
-from cd22scan.multiqc import sample_metrics, write_multiqc_files
-from cd22scan.outputs import (
+from cd22scan.outputs.files import (
     MANIFEST,
     prepare_out_dir,
     read_manifest,
@@ -33,10 +31,12 @@ from cd22scan.outputs import (
     write_manifest,
     write_table,
 )
-from cd22scan.report_html import write_cohort_report, write_pair_report
-from cd22scan.scandir import load_scan, scan_file_names, write_scan
-from cd22scan.scanner import ScanParams, ScanResult, load_target, scan
-from cd22scan.vcf_outputs import NO_REFERENCE_NOTE, write_pair_vcf
+from cd22scan.outputs.html import write_cohort_report, write_pair_report
+from cd22scan.outputs.multiqc import sample_metrics, write_multiqc_files
+from cd22scan.outputs.scandir import load_scan, scan_file_names, write_scan
+from cd22scan.outputs.vcf import NO_REFERENCE_NOTE, write_pair_vcf
+from cd22scan.sample.scan import ScanParams, ScanResult, load_target, scan
+from cd22scan.target.annotation import GeneModel
 
 log = logging.getLogger("cd22scan")
 

@@ -10,25 +10,17 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 import pysam
 
-from cd22scan import _core, tables
-from cd22scan.annotation import (
-    GeneModel,
-    builtin_genes,
-    builtin_model,
-    check_junctions_fit_model,
-    check_model_against_header,
-    check_splice_motifs,
-    load_gtf,
-)
+from cd22scan import _core
 from cd22scan.console import progress
-from cd22scan.contigs import detect_build, resolve_contig
 from cd22scan.errors import AnnotationError, InputError, UsageError
-from cd22scan.reader import (
+from cd22scan.sample import tables
+from cd22scan.sample.flags import DEFAULT_EXCLUDE_FLAGS
+from cd22scan.sample.reader import (
     MATE_SUFFIX_SAMPLE,
     AlignmentSource,
     check_reference,
@@ -38,11 +30,17 @@ from cd22scan.reader import (
     open_alignments,
     survey_reads,
 )
-from cd22scan.samflags import DEFAULT_EXCLUDE_FLAGS
-from cd22scan.strandedness import resolve as resolve_strandedness
-
-if TYPE_CHECKING:
-    from cd22scan.calling import SampleCalls
+from cd22scan.sample.strandedness import resolve as resolve_strandedness
+from cd22scan.target.annotation import (
+    GeneModel,
+    builtin_genes,
+    builtin_model,
+    check_junctions_fit_model,
+    check_model_against_header,
+    check_splice_motifs,
+    load_gtf,
+)
+from cd22scan.target.contigs import detect_build, resolve_contig
 
 log = logging.getLogger("cd22scan")
 
@@ -94,20 +92,10 @@ class ScanResult:
     bases: pl.DataFrame
     indels: pl.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
-    # The per-sample calls (calling.call_sample), made on first use of ``calls`` and then kept;
-    # a loaded scan directory hands in the ones it holds.
-    _calls: SampleCalls | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def calls(self) -> SampleCalls:
-        """The sample's calls, computed once (with the scan's ``--reference`` when it had one)."""
-        if self._calls is None:
-            from cd22scan.calling import call_sample
-
-            reference = (self.summary.get("parameters") or {}).get("reference")
-            fetch = reference_fetch(reference, self.model.contig) if reference else None
-            self._calls = call_sample(self, fetch)
-        return self._calls
+    # The per-sample calls (a calling.sample.SampleCalls): the calling stage fills this in
+    # (calling.sample.sample_calls), a loaded scan directory hands in the ones it holds. Typed
+    # Any because the sample stage does not import the stage after it.
+    calls: Any = field(default=None, repr=False, compare=False)
 
 
 def choose_model(
@@ -138,7 +126,7 @@ def load_target(params: ScanParams) -> GeneModel | None:
 def region_model(region: str, strand: str = "+") -> GeneModel:
     """``--region chr:start-end`` (1-based inclusive, as samtools; commas allowed) as a
     pseudo-gene: one exon over the region, no CDS, named after the region."""
-    from cd22scan.annotation import Exon
+    from cd22scan.target.annotation import Exon
 
     text = region.replace(",", "")
     contig, _, span = text.rpartition(":")

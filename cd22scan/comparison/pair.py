@@ -88,19 +88,19 @@ from typing import Any
 
 import polars as pl
 
-from cd22scan.annotation import GeneModel
-from cd22scan.calling import SampleCalls, call_sample
-from cd22scan.contigs import molecule_of
-from cd22scan.errors import InputError, UsageError
-from cd22scan.scanner import ScanResult
-from cd22scan.stats import (
+from cd22scan.calling.sample import SampleCalls, call_sample, sample_calls
+from cd22scan.calling.stats import (
     benjamini_hochberg,
     beta_binomial_two_sample_test,
     log2_fold_change,
     poisson_rate_test,
     rho_from_nb_dispersion,
 )
-from cd22scan.variants import COLUMNS as VARIANT_COLUMNS
+from cd22scan.calling.variants import COLUMNS as VARIANT_COLUMNS
+from cd22scan.errors import InputError, UsageError
+from cd22scan.sample.scan import ScanResult
+from cd22scan.target.annotation import GeneModel
+from cd22scan.target.contigs import molecule_of
 
 log = logging.getLogger("cd22scan")
 
@@ -329,7 +329,7 @@ def _by(frame: pl.DataFrame, key: str) -> dict[Any, dict[str, Any]]:
 
 def _calls_for(result: ScanResult, given: RefFetch | None) -> SampleCalls:
     """The scan's own calls, or calls made with the reference bases the caller hands in."""
-    return result.calls if given is None else call_sample(result, given)
+    return sample_calls(result) if given is None else call_sample(result, given)
 
 
 # --- per event type ------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any, Union, get_args, get_origin, get_type_hints
 
-from cd22scan import contigs
 from cd22scan.errors import AnnotationError
+from cd22scan.target import contigs
 
 __all__ = [
     "Exon",
@@ -364,7 +364,7 @@ _BUILTIN_SELECTION = {
 
 
 def _data_text(name: str) -> str:
-    return resources.files("cd22scan").joinpath("data", name).read_text("utf-8")
+    return resources.files("cd22scan.target").joinpath("data", name).read_text("utf-8")
 
 
 @functools.lru_cache(maxsize=1)

@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from cd22scan.annotation import GeneModel
+from cd22scan.target.annotation import GeneModel
 
 __all__ = [
     "EXON_PSI_SCHEMA",

@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from cd22scan.cohort import run_cohort, worker_pool
+from cd22scan.cohort.run import run_cohort, worker_pool
 from cd22scan.console import progress
-from cd22scan.outputs import prepare_out_dir
-from cd22scan.scanner import ScanParams
-from cd22scan.simulate import add_background_reads, cd22_grch38, simulate
+from cd22scan.demo.simulate import add_background_reads, cd22_grch38, simulate
+from cd22scan.outputs.files import prepare_out_dir
+from cd22scan.sample.scan import ScanParams
 
 log = logging.getLogger("cd22scan")
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import polars as pl
 
-from cd22scan.compare import Comparison
-from cd22scan.formats import InfoField, write_vcf
-from cd22scan.scanner import ScanResult
+from cd22scan.calling.sample import sample_calls
+from cd22scan.comparison.pair import Comparison
+from cd22scan.outputs.formats import InfoField, write_vcf
+from cd22scan.sample.scan import ScanResult
 
 __all__ = ["PAIR_INFO_FIELDS", "scan_variants", "write_pair_vcf", "write_scan_vcf"]
 
@@ -47,13 +48,13 @@ def _source_info(result: ScanResult) -> dict[str, Any]:
 
 
 def scan_variants(result: ScanResult) -> pl.DataFrame:
-    """The sample's variant calls (``result.calls.variants``: ``variants.call_variants`` at its
+    """The sample's variant calls (``sample_calls(result).variants``: ``call_variants`` at its
     default thresholds, annotated from the scan's ``--reference`` when it had one)."""
     if _reference(result) is None:
         # A scan without a FASTA is a normal run (RNA-seq counting): the commands say it once
         # per run (NO_REFERENCE_NOTE); here only at debug level, per sample.
         log.debug("%s: no --reference", result.sample)
-    return result.calls.variants
+    return sample_calls(result).variants
 
 
 def write_scan_vcf(

@@ -13,7 +13,8 @@ from typing import Any
 
 import polars as pl
 
-from cd22scan.outputs import prepare_out_dir, write_text
+from cd22scan.calling.sample import sample_calls
+from cd22scan.outputs.files import prepare_out_dir, write_text
 
 __all__ = ["GENERAL_STATS_FILE", "VERDICTS_FILE", "sample_metrics", "write_multiqc_files"]
 
@@ -49,13 +50,13 @@ VERDICT_COLUMNS = tuple(VERDICT_HEADERS)
 
 def sample_metrics(result: Any, variants: pl.DataFrame | None = None) -> dict[str, Any]:
     """Flat metrics of one scan: sample, fragments_on_gene, library_size, cpm, the donor share
-    (reads / (reads + canonical reads of the donor), ``result.calls.skipping_events``) of every
-    skipping event seen and of every known skipping event of the model (0 when not seen but its
-    donor splices), the canonical reads per donor exon (so the writer can give 0 for an event
-    another sample shows), and the number of variant alleles when ``variants`` is given."""
+    (reads / (reads + canonical reads of the donor), ``sample_calls(result).skipping_events``)
+    of every skipping event seen and of every known skipping event of the model (0 when not seen
+    but its donor splices), the canonical reads per donor exon (so the writer can give 0 for an
+    event another sample shows), and the number of variant alleles when ``variants`` is given."""
     summary = result.summary
     model = result.model
-    skips = result.calls.skipping_events
+    skips = sample_calls(result).skipping_events
     # Canonical (donor -> donor + 1) reads per donor exon: an event not seen in this sample has
     # share 0 when its donor splices at all, and no value when the donor has no reads.
     canonical = {int(d): int(n) for d, n in _canonical_by_donor(result.junctions, model).items()}
@@ -139,7 +140,7 @@ def _escapes_by_relapse(verdicts: pl.DataFrame, events: pl.DataFrame | None) -> 
     """{relapse sample: called events that are escape evidence (``compare._mechanism``: a loss,
     splicing up, a protein-altering mutation up)}, 0 for a compared relapse without any; empty
     when ``events`` is not given."""
-    from cd22scan.compare import _mechanism
+    from cd22scan.comparison.pair import _mechanism
 
     if events is None or verdicts.height == 0 or "relapse" not in verdicts.columns:
         return {}

@@ -20,7 +20,7 @@ import polars as pl
 import pysam
 
 from cd22scan.errors import OutputError
-from cd22scan.outputs import atomic_path, write_json
+from cd22scan.outputs.files import atomic_path, write_json
 
 __all__ = [
     "junction_label",

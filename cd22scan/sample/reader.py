@@ -24,8 +24,8 @@ from pathlib import Path
 import pysam
 
 from cd22scan import _core
-from cd22scan.contigs import resolve_contig
 from cd22scan.errors import AnnotationError, InputError
+from cd22scan.target.contigs import resolve_contig
 
 log = logging.getLogger("cd22scan")
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import polars as pl
 
-from cd22scan.splicing import call_events
-from cd22scan.variants import call_variants
+from cd22scan.calling.splicing import call_events
+from cd22scan.calling.variants import call_variants
 
 __all__ = ["CALL_TABLES", "SampleCalls", "call_sample"]
 
@@ -71,3 +71,15 @@ def call_sample(result: Any, fetch: RefFetch | None = None) -> SampleCalls:
         has_reference=fetch is not None,
         **splicing,
     )
+
+
+def sample_calls(result: Any) -> SampleCalls:
+    """The calls of a ``ScanResult``, made once (with the scan's ``--reference`` when it had one)
+    and kept in ``result.calls``; a scan directory's calls are read, not made again."""
+    if result.calls is None:
+        from cd22scan.sample.scan import reference_fetch
+
+        reference = (result.summary.get("parameters") or {}).get("reference")
+        fetch = reference_fetch(reference, result.model.contig) if reference else None
+        result.calls = call_sample(result, fetch)
+    return result.calls

@@ -12,14 +12,26 @@ from pathlib import Path
 
 import polars as pl
 
-from cd22scan.annotation import GeneModel, builtin_model, load_gtf, model_from_json, model_to_json
-from cd22scan.calling import CALL_TABLES, SampleCalls
+from cd22scan.calling.sample import CALL_TABLES, SampleCalls, sample_calls
 from cd22scan.errors import AnnotationError, InputError
-from cd22scan.formats import junction_names, write_junctions_bed12
-from cd22scan.outputs import prepare_out_dir, staged_outputs, write_json, write_parquet, write_table
-from cd22scan.scanner import ScanResult
-from cd22scan.tables import EXON_SCHEMA, INDEL_SCHEMA, INTRON_SCHEMA, JUNCTION_SCHEMA
-from cd22scan.vcf_outputs import write_scan_vcf
+from cd22scan.outputs.files import (
+    prepare_out_dir,
+    staged_outputs,
+    write_json,
+    write_parquet,
+    write_table,
+)
+from cd22scan.outputs.formats import junction_names, write_junctions_bed12
+from cd22scan.outputs.vcf import write_scan_vcf
+from cd22scan.sample.scan import ScanResult
+from cd22scan.sample.tables import EXON_SCHEMA, INDEL_SCHEMA, INTRON_SCHEMA, JUNCTION_SCHEMA
+from cd22scan.target.annotation import (
+    GeneModel,
+    builtin_model,
+    load_gtf,
+    model_from_json,
+    model_to_json,
+)
 
 # The files of one sample, NAME.SUFFIX, by key; the summary (the completion mark) last.
 SCAN_FILES = {
@@ -52,7 +64,7 @@ def write_scan(result: ScanResult, out_dir: str | os.PathLike[str]) -> dict[str,
     none."""
     path = prepare_out_dir(out_dir)
     files = {key: f"{result.sample}.{suffix}" for key, suffix in SCAN_FILES.items()}
-    calls = result.calls
+    calls = sample_calls(result)
     with staged_outputs(path, files["summary"]) as stage:
         for table in ("exons", "introns", "indels"):
             write_table(getattr(result, table), stage / files[table])
@@ -126,7 +138,7 @@ def _model_from_summary(summary: dict, where: Path) -> GeneModel:
     params = summary.get("parameters", {})
     gtf = params.get("gtf")
     if params.get("region"):  # scanned with --region: the pseudo-gene again
-        from cd22scan.scanner import region_model
+        from cd22scan.sample.scan import region_model
 
         model = region_model(params["region"])
     elif gtf:
@@ -187,5 +199,5 @@ def load_scan(directory: str | Path, sample: str | None = None) -> ScanResult:
         bases=bases,
         indels=tables["indels"],
         summary=summary,
-        _calls=_load_calls(directory, sample, summary),
+        calls=_load_calls(directory, sample, summary),
     )

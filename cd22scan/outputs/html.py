@@ -16,10 +16,10 @@ from typing import Any
 
 import polars as pl
 
-from cd22scan.compare import Comparison
+from cd22scan.comparison.pair import Comparison
 from cd22scan.console import version_text
-from cd22scan.outputs import write_text
-from cd22scan.scanner import ScanResult
+from cd22scan.outputs.files import write_text
+from cd22scan.sample.scan import ScanResult
 
 __all__ = [
     "render_cohort_report",

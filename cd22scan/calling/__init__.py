@@ -1,0 +1,1 @@
+"""The calling stage: per-sample calls (expression, splicing, variants + HGVS), statistics."""

@@ -1,0 +1,1 @@
+"""The comparison stage: baseline vs relapse effects, tests and verdicts."""

@@ -1,0 +1,1 @@
+"""The built-in example: the read simulator and the demo cohort."""

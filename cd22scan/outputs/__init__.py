@@ -1,0 +1,1 @@
+"""The output stage: atomic writes, scan directories, VCF/BED, HTML reports, MultiQC files."""

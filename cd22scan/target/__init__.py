@@ -1,0 +1,1 @@
+"""The target stage: gene models (built-in data, GTF/GFF3), build and contig naming."""
