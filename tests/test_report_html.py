@@ -396,7 +396,7 @@ def test_cohort_report_names_gene_transcript_and_versions(pair, tmp_path):
     import pysam
     import pysam.version
 
-    from cd22scan.outputs.files import write_scan
+    from cd22scan.outputs.scandir import write_scan
 
     comparison, baseline, _ = pair
     out = tmp_path / "cohort"
