@@ -17,7 +17,7 @@ from cd22scan.calling import CALL_TABLES, SampleCalls
 from cd22scan.errors import InputError
 from cd22scan.formats import write_junctions_bed12
 from cd22scan.outputs import prepare_out_dir, staged_outputs, write_json, write_parquet, write_table
-from cd22scan.scanner import ScanResult
+from cd22scan.scanner import ScanResult, evidence_schema
 from cd22scan.tables import EXON_SCHEMA, INDEL_SCHEMA, INTRON_SCHEMA, JUNCTION_SCHEMA
 from cd22scan.vcf_outputs import write_scan_vcf
 
@@ -28,6 +28,7 @@ SCAN_FILES = {
     "introns": "introns.tsv",
     "indels": "indels.tsv",
     "bases": "bases.parquet",
+    "evidence": "allele_evidence.tsv",
     "junctions_bed": "junctions.bed",
     **{f"calls_{name}": f"calls.{suffix}.parquet" for name, suffix in CALL_TABLES.items()},
     "vcf": "variants.vcf.gz",
@@ -49,6 +50,7 @@ def write_scan(result: ScanResult, out_dir: str | os.PathLike[str]) -> dict[str,
         for table in ("exons", "junctions", "introns", "indels"):
             write_table(getattr(result, table), stage / files[table])
         write_parquet(result.bases, stage / files["bases"])
+        write_table(result.evidence, stage / files["evidence"])
         write_junctions_bed12(result.junctions, stage / files["junctions_bed"])
         for name, frame in calls.frames().items():
             write_parquet(frame, stage / files[f"calls_{name}"])
@@ -134,6 +136,13 @@ def load_scan(directory: str | Path, sample: str | None = None) -> ScanResult:
         bases = pl.read_parquet(bases_path)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise InputError(f"{bases_path}: cannot read table ({exc})") from None
+    evidence_path = directory / f"{sample}.allele_evidence.tsv"
+    evidence = pl.DataFrame(schema=evidence_schema())  # a scan written before it existed
+    if evidence_path.exists():
+        try:
+            evidence = pl.read_csv(evidence_path, separator="\t", schema=evidence_schema())
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise InputError(f"{evidence_path}: cannot read table ({exc})") from None
     model = _model_from_summary(summary, summary_path)
     return ScanResult(
         sample=sample,
@@ -144,5 +153,6 @@ def load_scan(directory: str | Path, sample: str | None = None) -> ScanResult:
         bases=bases,
         indels=tables["indels"],
         summary=summary,
+        evidence=evidence,
         _calls=_load_calls(directory, sample, summary),
     )
