@@ -163,8 +163,8 @@ def allele_evidence(
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """The evidence table of ``want`` from an indexed ``alignments`` file, and the duplicate
     estimate {fragments, duplicate_like, reads_marked_duplicate} over the re-read reads."""
-    seen: set[tuple[str, tuple]] = set()  # (query name, allele key): mates count once
-    reads_seen: set[tuple[str, bool, int]] = set()
+    seen: set[tuple[str | None, tuple]] = set()  # (query name, allele key): mates count once
+    reads_seen: set[tuple[str | None, bool, int]] = set()
     stacks: dict[tuple, dict[tuple[int, bool], int]] = defaultdict(lambda: defaultdict(int))
     strands: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
     ends: dict[tuple, int] = defaultdict(int)

@@ -13,6 +13,7 @@ import pysam
 import pytest
 
 from cd22scan import scan
+from cd22scan.evidence import candidates
 from cd22scan.scandir import load_scan, write_scan
 from cd22scan.variants import filter_reasons
 
@@ -201,3 +202,24 @@ def test_filter_rules():
     # no read evidence (stream mode): only the count rules apply
     none = {**base, "alt_starts": None, "max_stack_share": None, "mean_end_distance": None}
     assert filter_reasons(**none) == []
+
+
+def test_stream_mode_has_no_evidence_and_filters_from_counts(planted):
+    _, bam, _, d = planted
+    result = scan(
+        str(bam), gtf=str(d / "genes.gtf"), gene="TOY", reference=str(d / "ref.fa"), stream=True
+    )
+    assert result.evidence.height == 0 and not result.summary["duplicates"]["estimated"]
+    v = {(r["pos"], r["kind"]): r for r in result.calls.variants.iter_rows(named=True)}
+    stack = v[(SNV_STACK, "snv")]
+    assert stack["alt_starts"] is None and stack["filter"] == "strand_bias"
+
+
+def test_candidate_positions_are_capped(planted):
+    result, _, _, _ = planted
+    full = candidates(result.bases, result.indels, result.model)
+    capped = candidates(result.bases, result.indels, result.model, max_sites=2)
+    assert len(full.positions()) > 2 and len(capped.positions()) == 2
+    assert capped.capped == len(full.positions()) - 2
+    # the positions with most alt reads are kept: the two SNVs (15 reads each)
+    assert capped.positions() == [SNV_REAL, SNV_STACK]
