@@ -29,6 +29,7 @@ Columns of ``EVIDENCE_SCHEMA`` (one row per raw allele; coordinates 1-based like
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -118,7 +119,9 @@ def _regions(positions: list[int]) -> list[tuple[int, int]]:
     return [(max(0, a - 1), b) for a, b in regions]
 
 
-def _read_events(read: pysam.AlignedSegment, want: Candidates, min_baseq: int):
+def _read_events(
+    read: pysam.AlignedSegment, want: Candidates, snv_positions: list[int], min_baseq: int
+):
     """(key, query offset from the nearer aligned end) of every candidate allele in ``read``."""
     qstart, qend = read.query_alignment_start, read.query_alignment_end
     seq = read.query_sequence or ""
@@ -126,14 +129,15 @@ def _read_events(read: pysam.AlignedSegment, want: Candidates, min_baseq: int):
     ref0 = read.reference_start
     q = 0
     for op, length in read.cigartuples or ():
-        if op in (0, 7, 8):  # M, =, X
-            for i in range(length):
-                pos = ref0 + i + 1
-                letters = want.snv.get(pos)
-                if letters and q + i < len(seq):
-                    base = seq[q + i].upper()
-                    if base in letters and (quals is None or quals[q + i] >= min_baseq):
-                        yield (pos, "snv", base), min(q + i - qstart, qend - 1 - (q + i))
+        if op in (0, 7, 8):  # M, =, X: only the candidate positions in the block (bisect)
+            lo = bisect_left(snv_positions, ref0 + 1)
+            hi = bisect_right(snv_positions, ref0 + length)
+            for pos in snv_positions[lo:hi]:
+                i = q + pos - 1 - ref0
+                if i < len(seq):
+                    base = seq[i].upper()
+                    if base in want.snv[pos] and (quals is None or quals[i] >= min_baseq):
+                        yield (pos, "snv", base), min(i - qstart, qend - 1 - i)
             ref0 += length
             q += length
         elif op == 1:  # I: after reference base ref0 (0-based ref0 - 1 -> 1-based ref0)
@@ -170,6 +174,7 @@ def allele_evidence(
     ends: dict[tuple, int] = defaultdict(int)
     fragment_keys: dict[tuple[int, bool, int], int] = defaultdict(int)
     marked = 0
+    snv_positions = sorted(want.snv)
     for start0, end0 in _regions(want.positions()):
         for read in alignments.fetch(contig, start0, end0):
             if read.is_duplicate:
@@ -184,7 +189,7 @@ def allele_evidence(
                 fragment_keys[
                     (read.reference_start, read.is_reverse, read.next_reference_start)
                 ] += 1
-            for key, distance in _read_events(read, want, min_baseq):
+            for key, distance in _read_events(read, want, snv_positions, min_baseq):
                 if (read.query_name, key) in seen:
                     continue
                 seen.add((read.query_name, key))
