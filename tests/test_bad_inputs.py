@@ -762,8 +762,9 @@ def test_scanning_twice_gives_identical_files(sample, tmp_path, capfd):
         argv = ["scan", sim.bam, "--out", tmp_path / out, "--reference", sim.reference]
         assert run_cli(capfd, [*argv, *gene_args(gtf)])[0] == 0
     a, b = _outputs(tmp_path / "a"), _outputs(tmp_path / "b")
-    # 4 tables x (TSV, Parquet), bases, BED, 7 calls tables, VCF+tbi, model, summary
-    assert sorted(a) == sorted(b) and len(a) == 21
+    # 5 tables (with allele evidence) x (TSV, Parquet), bases, BED, 7 calls tables, VCF+tbi,
+    # model, summary
+    assert sorted(a) == sorted(b) and len(a) == 23
     for name in a:
         if name.endswith(".summary.json"):
             sa, sb = json.loads(a[name]), json.loads(b[name])

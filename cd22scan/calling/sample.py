@@ -59,7 +59,7 @@ def call_sample(result: Any, fetch: RefFetch | None = None) -> SampleCalls:
     """Every per-sample call of a ``ScanResult``; ``fetch`` returns reference bases of a 0-based
     half-open range of the model's contig (None: consequences ``unknown``)."""
     splicing = call_events(result)
-    common = {"sample": result.sample, "warn_no_reference": False}
+    common = {"sample": result.sample, "warn_no_reference": False, "evidence": result.evidence}
     alleles = call_variants(
         result.bases, result.indels, result.model, fetch, min_alt=1, min_vaf=0.0, **common
     )

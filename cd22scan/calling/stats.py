@@ -80,11 +80,21 @@ def fisher_exact_two_sided(a: int, b: int, c: int, d: int) -> float:
     if row1 == 0 or row2 == 0 or col1 == 0 or b + d == 0:
         return 1.0
     x_lo, x_hi = max(0, col1 - row2), min(col1, row1)
-    xs = range(x_lo, x_hi + 1)
-    log_pmf = np.array(
-        [_log_choose(row1, x) + _log_choose(row2, col1 - x) for x in xs], dtype=np.float64
-    )
-    return _two_sided_from_log_pmf(log_pmf, a - x_lo)
+    return _two_sided_from_log_pmf(_hypergeom_log_pmf(row1, row2, col1, x_lo, x_hi), a - x_lo)
+
+
+def _hypergeom_log_pmf(row1: int, row2: int, col1: int, x_lo: int, x_hi: int) -> np.ndarray:
+    """log P(x) + const for x = x_lo..x_hi (hypergeometric, margins row1, row2, col1), from the
+    ratio P(x+1)/P(x) = (row1−x)(col1−x) / ((x+1)(row2−col1+x+1)), summed in numpy: one
+    vectorised pass instead of a Python lgamma call per table (issue 14: 0.01x of a bare pysam
+    loop at depth ~6 k). Rounding of the running sum stays ~1e-12 relative over 10^5 terms,
+    far inside _TIE_TOLERANCE."""
+    x = np.arange(x_lo, x_hi, dtype=np.float64)
+    steps = np.log((row1 - x) * (col1 - x)) - np.log((x + 1) * (row2 - col1 + x + 1))
+    out = np.empty(x_hi - x_lo + 1, dtype=np.float64)
+    out[0] = 0.0
+    np.cumsum(steps, out=out[1:])
+    return out
 
 
 # --- beta-binomial likelihood-ratio test ---------------------------------------------------------

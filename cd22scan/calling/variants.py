@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 from Bio.Seq import Seq
@@ -113,6 +113,10 @@ COLUMNS: dict[str, type[pl.DataType]] = {
     "hgvs_p": pl.Utf8,
     "exon": pl.Int64,
     "intron": pl.Int64,
+    "alt_starts": pl.Int64,
+    "max_stack_share": pl.Float64,
+    "mean_end_distance": pl.Float64,
+    "filter": pl.Utf8,
 }
 
 
@@ -609,6 +613,7 @@ class _Allele:
     alt_reads: int
     alt_forward: int
     alt_reverse: int
+    raw: list[tuple[int, str, str]] = field(default_factory=list)  # evidence keys (as read)
 
 
 def _load_locus(model: GeneModel, fetch: RefFetch | None) -> Locus | None:
@@ -650,6 +655,7 @@ def _snv_alleles(
                 count,
                 row[f"{letter}_fwd"],
                 row[f"{letter}_rev"],
+                [(row["pos"], "snv", letter)],
             )
             out.append((allele, row[f"{stand_in}_fwd"], row[f"{stand_in}_rev"]))
     return out
@@ -678,6 +684,8 @@ def _indel_alleles(indels: pl.DataFrame, locus: Locus | None, min_alt: int) -> l
             change = Change(anchor + 1, anchor, row["sequence"].upper())
         change = _left_align(change, locus)
         allele = merged.setdefault(change, _Allele(change, 0, 0, 0))
+        raw = str(row["length"]) if row["kind"] == "del" else row["sequence"].upper()
+        allele.raw.append((anchor, row["kind"], raw))
         allele.alt_reads += row["reads"]
         allele.alt_forward += row["forward"]
         allele.alt_reverse += row["reverse"]
@@ -695,6 +703,83 @@ def _vcf_alleles(change: Change, locus: Locus | None) -> tuple[int, str, str]:
         return anchor, base(anchor) + deleted, base(anchor)
     anchor = change.last
     return anchor, base(anchor), base(anchor) + change.inserted
+
+
+# --- FILTER --------------------------------------------------------------------------------------
+
+# The FILTER rules (README "Variant FILTER"): each is a reason a read-count allele may be an
+# artefact rather than a mutation. ID -> VCF header description.
+FILTERS = {
+    "low_support": "Fewer than 3 reads carry the allele",
+    "dup_stack": "Allele reads come from fewer than 3 distinct alignment starts (start+strand), "
+    "or one start holds more than half of them: one PCR duplicate stack is one piece of evidence",
+    "strand_bias": "Strand-bias Fisher p < 0.001 with every allele read on one strand while the "
+    "site has reads on both",
+    "read_end": "Allele on average within 5 bases of the aligned read ends (alignment artefacts, "
+    "adapter and end-repair errors)",
+}
+MIN_SUPPORT_READS = 3  # = call_variants' min_alt: below it any count is noise-level
+MIN_DISTINCT_STARTS = 3  # two starts can be two duplicate stacks; three is the least to trust
+MAX_STACK_SHARE = 0.5  # one start holding most of the reads: the count is mostly one molecule
+MAX_STRAND_BIAS_P = 1e-3  # as GATK's FisherStrand hard filter (FS > 60 is p < 1e-6) but milder
+MIN_MEAN_END_DISTANCE = 5.0  # bases; random positions in 100-bp reads average ~25
+
+
+def filter_reasons(
+    *,
+    alt_reads: int,
+    alt_forward: int,
+    alt_reverse: int,
+    strand_bias_p: float | None,
+    site_on_both_strands: bool,
+    alt_starts: int | None,
+    max_stack_share: float | None,
+    mean_end_distance: float | None,
+) -> list[str]:
+    """The FILTER reasons of one allele (empty: PASS). Evidence columns None (no read evidence:
+    stream mode, an allele below the candidate minimum) skip the rules that need them."""
+    reasons = []
+    if alt_reads < MIN_SUPPORT_READS:
+        reasons.append("low_support")
+    if (
+        alt_starts is not None
+        and max_stack_share is not None
+        and (alt_starts < MIN_DISTINCT_STARTS or max_stack_share > MAX_STACK_SHARE)
+    ):
+        reasons.append("dup_stack")
+    one_strand = alt_reads > 0 and (alt_forward == 0 or alt_reverse == 0)
+    if (
+        strand_bias_p is not None
+        and strand_bias_p < MAX_STRAND_BIAS_P
+        and one_strand
+        and site_on_both_strands
+    ):
+        reasons.append("strand_bias")
+    if mean_end_distance is not None and mean_end_distance < MIN_MEAN_END_DISTANCE:
+        reasons.append("read_end")
+    return reasons
+
+
+def _evidence_by_key(evidence: pl.DataFrame | None) -> dict[tuple[int, str, str], dict]:
+    if evidence is None or evidence.height == 0:
+        return {}
+    return {(r["pos"], r["kind"], r["allele"]): r for r in evidence.iter_rows(named=True)}
+
+
+def _support(
+    allele: _Allele, support: dict[tuple[int, str, str], dict]
+) -> tuple[int | None, float | None, float | None]:
+    """(distinct starts, largest stack share, mean end distance) of an allele from its raw
+    evidence rows; None when it has none. Several raw indel representations add their starts
+    (a read has one representation, so a start is counted twice only if two reads with one
+    start align the indel differently)."""
+    rows = [support[k] for k in allele.raw if k in support]
+    reads = sum(r["alt_reads"] for r in rows)
+    if not rows or reads == 0:
+        return None, None, None
+    starts = sum(r["alt_starts"] for r in rows)
+    share = max(r["max_stack"] for r in rows) / reads
+    return starts, share, sum(r["end_distance_sum"] for r in rows) / reads
 
 
 _WARNED_NO_REFERENCE: set[tuple[str, str]] = set()
@@ -724,6 +809,7 @@ def call_variants(
     min_alt: int = 3,
     min_vaf: float = 0.05,
     warn_no_reference: bool = True,
+    evidence: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """SNV and indel alleles in the exons ± 20 bp with alt reads ≥ ``min_alt`` and VAF ≥
     ``min_vaf``, annotated against ``model`` (columns in the module docstring). Without a
@@ -735,6 +821,7 @@ def call_variants(
     """
     tmap = TranscriptMap(model)
     locus = _load_locus(model, fetch)
+    support = _evidence_by_key(evidence)
     if locus is None and warn_no_reference:
         _warn_no_reference(model)
     tx = tmap.transcript_sequence(locus) if locus is not None else None
@@ -781,6 +868,19 @@ def call_variants(
             continue
         pos, ref, alt = _vcf_alleles(change, locus)
         note = annotate(tmap, change, locus, tx)
+        strand_p = fisher_exact_two_sided(ref_fwd, ref_rev, allele.alt_forward, allele.alt_reverse)
+        starts, stack_share, end_distance = _support(allele, support)
+        both_strands = ref_fwd + allele.alt_forward > 0 and ref_rev + allele.alt_reverse > 0
+        reasons = filter_reasons(
+            alt_reads=allele.alt_reads,
+            alt_forward=allele.alt_forward,
+            alt_reverse=allele.alt_reverse,
+            strand_bias_p=strand_p,
+            site_on_both_strands=both_strands,
+            alt_starts=starts,
+            max_stack_share=stack_share,
+            mean_end_distance=end_distance,
+        )
         records.append(
             {
                 "sample": sample,
@@ -796,14 +896,16 @@ def call_variants(
                 "vaf": vaf,
                 "alt_forward": allele.alt_forward,
                 "alt_reverse": allele.alt_reverse,
-                "strand_bias_p": fisher_exact_two_sided(
-                    ref_fwd, ref_rev, allele.alt_forward, allele.alt_reverse
-                ),
+                "strand_bias_p": strand_p,
                 "consequence": note.consequence,
                 "hgvs_c": note.hgvs_c,
                 "hgvs_p": note.hgvs_p,
                 "exon": note.exon,
                 "intron": note.intron,
+                "alt_starts": starts,
+                "max_stack_share": stack_share,
+                "mean_end_distance": end_distance,
+                "filter": ";".join(reasons) or "PASS",
             }
         )
     frame = pl.DataFrame(records, schema=COLUMNS, orient="row")

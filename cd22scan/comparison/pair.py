@@ -168,6 +168,7 @@ EVENT_COLUMNS = {
     # added later (new columns go at the end: the column order is an interface)
     "escape": pl.Boolean,
     "transcripts": pl.Utf8,
+    "filter": pl.Utf8,
 }
 
 VERDICT_COLUMNS = {
@@ -514,7 +515,9 @@ def _allele_row(
         row = dict(seen)
     else:
         row = {**note, "sample": sample, "depth": depth, "alt_reads": 0, "alt_forward": 0,
-               "alt_reverse": 0, "vaf": 0.0 if depth else None, "strand_bias_p": None}  # fmt: skip
+               "alt_reverse": 0, "vaf": 0.0 if depth else None, "strand_bias_p": None,
+               "alt_starts": None, "max_stack_share": None, "mean_end_distance": None,
+               "filter": None}  # fmt: skip
     row.update({k: note[k] for k in (*_ANNOTATION, *_ANNOTATION_NUMBERS)})
     return row
 
@@ -558,6 +561,8 @@ def _mutation_rows(
                 consequence=note["consequence"],
                 hgvs_c=note["hgvs_c"],
                 hgvs_p=note["hgvs_p"],
+                # FILTER of the sample with the higher VAF (the one that shows the change)
+                filter=note.get("filter"),
             )
         )
         alleles.append(
@@ -577,6 +582,8 @@ def _is_called(row: dict[str, Any], t: Thresholds) -> bool:
     if effect is None or q is None or math.isnan(effect) or not q < t.max_q:
         return False
     kind = row["event_type"]
+    if kind == "mutation" and row.get("filter") not in (None, "PASS"):
+        return False  # a FILTERed allele (variants.FILTERS) is not a call
     if kind in LOSS_TYPES:
         size_ok = effect <= t.min_log2fc_loss
         seen_reads = row["baseline_reads"]  # a loss is seen in the baseline

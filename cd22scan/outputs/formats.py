@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 import pysam
 
+from cd22scan.calling.variants import FILTERS
 from cd22scan.errors import OutputError
 from cd22scan.outputs.files import atomic_path, write_json
 
@@ -105,6 +106,8 @@ def _vcf_header(
         header.add_meta(f"cd22scan_{safe_key}", _meta_text(value))
     for name, length in contigs.items():
         header.contigs.add(name, length=None if length is None else int(length))
+    for field_id, description in FILTERS.items():
+        header.filters.add(field_id, None, None, description)
     for field_id, number, kind, description, _ in info_fields:
         header.info.add(field_id, number, kind, description)
     for field_id, number, kind, description in format_fields:
@@ -127,6 +130,16 @@ def _sorted_rows(variants: pl.DataFrame, contigs: dict[str, int | None]) -> list
     rows = variants.to_dicts()
     rows.sort(key=lambda r: (order[r["contig"]], int(r["pos"]), r["ref"], r["alt"]))
     return rows
+
+
+def _fill_filter(record: Any, row: dict[str, Any]) -> None:
+    """FILTER from the frame's ``filter`` column (``PASS`` or reasons joined by ``;``, see
+    ``variants.FILTERS``); missing (``.``) when the frame has none."""
+    value = row.get("filter")
+    if not value:
+        return
+    for reason in str(value).split(";"):
+        record.filter.add(reason)
 
 
 def _fill_info(record: Any, row: dict[str, Any], info_fields: Sequence[InfoField]) -> None:
@@ -232,6 +245,7 @@ def write_vcf(
                     start=int(first["pos"]) - 1,  # pysam is 0-based; VCF POS = start + 1
                     alleles=(str(first["ref"]), str(first["alt"])),
                 )
+                _fill_filter(record, first)
                 _fill_info(record, first, info_fields)
                 if len(samples) == 1:
                     _fill_call(record, first, samples[0], sample_sbp)

@@ -23,7 +23,7 @@ from cd22scan.outputs.files import (
 )
 from cd22scan.outputs.formats import junction_names, write_junctions_bed12
 from cd22scan.outputs.vcf import write_scan_vcf
-from cd22scan.sample.scan import ScanResult
+from cd22scan.sample.scan import ScanResult, evidence_schema
 from cd22scan.sample.tables import EXON_SCHEMA, INDEL_SCHEMA, INTRON_SCHEMA, JUNCTION_SCHEMA
 from cd22scan.target.annotation import (
     GeneModel,
@@ -40,6 +40,7 @@ SCAN_FILES = {
     "introns": "introns.tsv",
     "indels": "indels.tsv",
     "bases": "bases.parquet",
+    "evidence": "allele_evidence.tsv",
     "junctions_bed": "junctions.bed",
     **{f"calls_{name}": f"calls.{suffix}.parquet" for name, suffix in CALL_TABLES.items()},
     "vcf": "variants.vcf.gz",
@@ -71,6 +72,7 @@ def write_scan(result: ScanResult, out_dir: str | os.PathLike[str]) -> dict[str,
         # name = the BED12 name (ASCII, unique), label = the reports' Unicode label (Δex2).
         write_table(junction_names(result.junctions), stage / files["junctions"])
         write_parquet(result.bases, stage / files["bases"])
+        write_table(result.evidence, stage / files["evidence"])
         write_junctions_bed12(result.junctions, stage / files["junctions_bed"])
         for name, frame in calls.frames().items():
             write_parquet(frame, stage / files[f"calls_{name}"])
@@ -185,6 +187,13 @@ def load_scan(directory: str | Path, sample: str | None = None) -> ScanResult:
         bases = pl.read_parquet(bases_path)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise InputError(f"{bases_path}: cannot read table ({exc})") from None
+    evidence_path = directory / f"{sample}.allele_evidence.tsv"
+    evidence = pl.DataFrame(schema=evidence_schema())  # a scan written before it existed
+    if evidence_path.exists():
+        try:
+            evidence = pl.read_csv(evidence_path, separator="\t", schema=evidence_schema())
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise InputError(f"{evidence_path}: cannot read table ({exc})") from None
     model_path = directory / f"{sample}.model.json"
     if model_path.exists():
         model = _model_from_file(model_path, summary)
@@ -199,5 +208,6 @@ def load_scan(directory: str | Path, sample: str | None = None) -> ScanResult:
         bases=bases,
         indels=tables["indels"],
         summary=summary,
+        evidence=evidence,
         calls=_load_calls(directory, sample, summary),
     )

@@ -78,9 +78,20 @@ def write_pair_vcf(
 ) -> Path:
     """The pair's mutation alleles (every ``mutation`` row of ``comparison.events``), baseline
     and relapse as sample columns (DP, AD, AF, ADF, ADR each), the test in INFO (DVAF, P, Q,
-    CALLED). SBP (strand bias) is per sample: FORMAT/SBP, not INFO."""
+    CALLED), FILTER from the events row. SBP (strand bias) is per sample: FORMAT/SBP, not INFO."""
+    # FILTER of a record = the FILTER of its events row (the sample that shows the change).
+    event_filter = dict(
+        comparison.events.filter(pl.col("event_type") == "mutation")
+        .select("feature", "filter")
+        .iter_rows()
+    )
+    alleles = comparison.mutations.with_columns(
+        pl.col("feature")
+        .replace_strict(event_filter, default=None, return_dtype=pl.Utf8)
+        .alias("filter"),
+    )
     return write_vcf(
-        comparison.mutations,
+        alleles,
         path,
         contigs=_contigs(baseline),
         sample=[comparison.baseline, comparison.relapse],

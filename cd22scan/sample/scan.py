@@ -19,6 +19,7 @@ from cd22scan import _core
 from cd22scan.console import progress
 from cd22scan.errors import AnnotationError, InputError, UsageError
 from cd22scan.sample import tables
+from cd22scan.sample.evidence import EVIDENCE_SCHEMA, allele_evidence, candidates
 from cd22scan.sample.flags import DEFAULT_EXCLUDE_FLAGS
 from cd22scan.sample.reader import (
     MATE_SUFFIX_SAMPLE,
@@ -92,6 +93,11 @@ class ScanResult:
     bases: pl.DataFrame
     indels: pl.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
+    # Read evidence of the candidate alleles (``evidence.EVIDENCE_SCHEMA``); empty when the
+    # reads could not be re-read (stream mode) or the scan directory predates it.
+    evidence: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=evidence_schema()), compare=False
+    )
     # The per-sample calls (a calling.sample.SampleCalls): the calling stage fills this in
     # (calling.sample.sample_calls), a loaded scan directory hands in the ones it holds. Typed
     # Any because the sample stage does not import the stage after it.
@@ -348,6 +354,7 @@ def scan(
         contig_length = source.contigs[model.contig]
         header_problems = list(source.header_problems)
         duplicate_contigs = list(source.duplicate_contigs)
+        can_reread = path != "-" and source.has_index and not params.stream
     strandedness = resolve_strandedness(params.strand, result.strand_evidence, model.strand)
     reference_bases = fetch(window_start0, window_end0) if fetch else ""
     exons = tables.exon_table(model, result, sample, window_start0)
@@ -361,6 +368,7 @@ def scan(
     if doubt:
         log.warning("%s", doubt)
     _warn_if_many_flagged(display, result.filters)
+    evidence, duplicates = _evidence(path, params, model, bases, indels, can_reread, sample)
     if result.filters["used"] == 0:
         log.warning("%s: no reads pass the filters over %s %s", display, model.gene, model.contig)
     summary = {
@@ -423,7 +431,71 @@ def scan(
             "fraction_fr": strandedness.fraction_fr,
             "fragments": strandedness.fragments,
         },
+        "duplicates": duplicates,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": round(time.time() - started, 3),
     }
-    return ScanResult(sample, model, exons, junctions, introns, bases, indels, summary)
+    return ScanResult(sample, model, exons, junctions, introns, bases, indels, summary, evidence)
+
+
+def evidence_schema() -> dict[str, type[pl.DataType]]:
+    return {"sample": pl.Utf8, "contig": pl.Utf8, **EVIDENCE_SCHEMA}
+
+
+# Share of paired fragments over the candidate sites that repeat another's (start, strand, mate
+# start) above which unmarked duplicates are worth a warning: random RNA-seq fragments of a
+# highly expressed gene repeat starts too, so only a clear excess is said.
+HIGH_DUPLICATE_SHARE = 0.3
+
+
+def _evidence(
+    path: str,
+    params: ScanParams,
+    model: GeneModel,
+    bases: pl.DataFrame,
+    indels: pl.DataFrame,
+    can_reread: bool,
+    sample: str,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Read evidence of the candidate alleles (a second pysam pass over their positions only)
+    and the duplicate estimate for the summary."""
+    empty = pl.DataFrame(schema=evidence_schema())
+    if not can_reread:
+        log.info("%s: reads not re-readable (stream mode): no per-allele read evidence, "
+                 "variant FILTERs use the counts only", sample)  # fmt: skip
+        return empty, {"estimated": False}
+    want = candidates(bases, indels, model)
+    if want.capped:
+        log.warning("%s: %d candidate variant positions not re-read for read evidence "
+                    "(at most %d; the ones with most alt reads are kept)",
+                    sample, want.capped, len(want.positions()))  # fmt: skip
+    if not want.positions():
+        return empty, {"estimated": False}
+    with htslib_quiet(), open_alignments(path, params.reference) as source:
+        frame, dup = allele_evidence(
+            source.handle,
+            model.contig,
+            want,
+            min_mapq=params.min_mapq,
+            min_baseq=params.min_baseq,
+            exclude_flags=params.exclude_flags,
+        )
+    share = dup["duplicate_like"] / dup["fragments"] if dup["fragments"] else 0.0
+    summary = {
+        "estimated": True,
+        **dup,
+        "duplicate_like_share": round(share, 4),
+        "candidate_sites": len(want.positions()),
+        "candidate_sites_capped": want.capped,
+    }
+    if share > HIGH_DUPLICATE_SHARE and dup["reads_marked_duplicate"] == 0:
+        log.warning("%s: %.0f%% of fragments over candidate variant sites share start, strand "
+                    "and mate start with another, and no read is marked duplicate (flag 0x400):"
+                    " run samtools markdup (or Picard MarkDuplicates) for honest variant support",
+                    sample, 100 * share)  # fmt: skip
+    frame = frame.select(
+        pl.lit(sample, dtype=pl.Utf8).alias("sample"),
+        pl.lit(model.contig, dtype=pl.Utf8).alias("contig"),
+        *frame.columns,
+    )
+    return frame, summary
