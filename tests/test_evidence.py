@@ -224,3 +224,30 @@ def test_candidate_positions_are_capped(planted):
     assert capped.capped == len(full.positions()) - 2
     # the positions with most alt reads are kept: the two SNVs (15 reads each)
     assert capped.positions() == [SNV_REAL, SNV_STACK]
+
+
+def test_candidates_skip_alleles_below_the_vaf_floor():
+    """A deep site's error-level letters are not re-read (that would cost a Python pass over
+    every read of a deep sample); an allele at a callable VAF is."""
+    from cd22scan.sample.evidence import MIN_CANDIDATE_VAF
+    from cd22scan.target.annotation import builtin_model
+
+    model = builtin_model()
+    exon = model.exons[2]
+    row = {"contig": model.contig, "ref": "A", "N": 0, "del": 0, "ins": 0}
+    bases = pl.DataFrame(
+        [
+            {**row, "pos": exon.start + 5, "A": 985, "C": 10, "G": 5, "T": 0, "depth": 1000},
+            {**row, "pos": exon.start + 6, "A": 950, "C": 50, "G": 0, "T": 0, "depth": 1000},
+        ]
+    )
+    indels = pl.DataFrame(
+        [
+            {"pos": exon.start + 5, "kind": "del", "length": 2, "sequence": "AA", "reads": 8},
+            {"pos": exon.start + 6, "kind": "ins", "length": 1, "sequence": "T", "reads": 40},
+        ]
+    )
+    want = candidates(bases, indels, model)
+    assert 10 < MIN_CANDIDATE_VAF * 1000 < 50
+    assert want.snv == {exon.start + 6: {"C"}}
+    assert want.indel == {(exon.start + 6, "ins", "T")}

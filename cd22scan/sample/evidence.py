@@ -3,10 +3,11 @@ cover candidate positions only, after the core's counts (the core counts bases, 
 start or read position supports them).
 
 A candidate is an allele the variant calling would consider: an SNV letter other than the
-reference (or, without one, the most frequent letter) with >= ``min_alt`` reads at a position in
-the exons ± ``variants.SITE_PADDING``, or an indel of the indel table with >= 1 read (indels are
-few; several raw representations can merge into one left-aligned allele). At most
-``MAX_SITES`` positions are re-read (the ones with most alt reads; a warning says when capped).
+reference (or, without one, the most frequent letter) with >= ``min_alt`` reads and a VAF >=
+``MIN_CANDIDATE_VAF`` at a position in the exons ± ``variants.SITE_PADDING``, or an indel of the
+indel table at that VAF (several raw representations can merge into one left-aligned allele).
+At most ``MAX_SITES`` positions are re-read (the ones with most alt reads; a warning says when
+capped).
 
 Reads pass the scan's filters: flags in ``exclude_flags`` (0x704 unless --keep-duplicates), MAPQ
 < ``min_mapq``, and for an SNV the base quality < ``min_baseq``. The two mates of a fragment
@@ -44,6 +45,11 @@ log = logging.getLogger("cd22scan")
 
 MAX_SITES = 2000  # candidate positions re-read at most; a few reads each, so ~1 s on a laptop
 _FETCH_GAP = 300  # candidate positions closer than this are fetched as one region
+# An allele is re-read only at a VAF that could reach a call (the default --min-delta-vaf is
+# 0.05): in a deep sample sequencing errors put >= 3 reads of some other letter at nearly every
+# position, and re-reading all of them in Python would cost more than the scan itself. Alleles
+# below it keep the count-only FILTER rules (README, Variant FILTER).
+MIN_CANDIDATE_VAF = 0.02
 
 EVIDENCE_SCHEMA: dict[str, type[pl.DataType]] = {
     "pos": pl.Int64,
@@ -78,6 +84,7 @@ def candidates(
     model: GeneModel,
     *,
     min_alt: int = 3,
+    min_vaf: float = MIN_CANDIDATE_VAF,
     padding: int = 20,
     max_sites: int = MAX_SITES,
 ) -> Candidates:
@@ -92,11 +99,15 @@ def candidates(
     for row in near.iter_rows(named=True):
         ref = row["ref"] if row.get("ref") in _LETTERS else None
         stand_in = ref or max(_LETTERS, key=lambda x: row[x])
-        letters = {x for x in _LETTERS if x != stand_in and row[x] >= min_alt}
+        floor = max(min_alt, min_vaf * row["depth"])
+        letters = {x for x in _LETTERS if x != stand_in and row[x] >= floor}
         if letters:
             out.snv[row["pos"]] = letters
             weight[row["pos"]] += max(row[x] for x in letters)
+    depth = dict(zip(bases["pos"].to_list(), bases["depth"].to_list(), strict=True))
     for row in indels.filter(pl.col("reads") > 0).iter_rows(named=True):
+        if row["reads"] < min_vaf * depth.get(row["pos"], 0):
+            continue
         allele = str(row["length"]) if row["kind"] == "del" else row["sequence"].upper()
         out.indel.add((row["pos"], row["kind"], allele))
         weight[row["pos"]] += row["reads"]
