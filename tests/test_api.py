@@ -16,6 +16,6 @@ def test_scan_compare_and_run_are_the_stage_functions():
     from cd22scan.sample.scan import scan
 
     assert cd22scan.scan is scan
-    assert cd22scan.comparison.pair is compare_samples
+    assert cd22scan.compare is compare_samples
     assert cd22scan.run is run_cohort
     assert {"scan", "compare", "run", "load_scan", "call_sample"} <= set(cd22scan.__all__)

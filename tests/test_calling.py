@@ -16,7 +16,7 @@ from cd22scan.calling.sample import CALL_TABLES, call_sample, sample_calls
 from cd22scan.comparison.pair import Thresholds, compare_samples
 from cd22scan.demo.simulate import simulate, small_gene, write_gtf
 from cd22scan.errors import UsageError
-from cd22scan.outputs.scandir import SCAN_FILES, load_scan, write_scan
+from cd22scan.outputs.scandir import SCAN_FILES, load_scan, scan_file_names, write_scan
 
 GENE = small_gene("+")
 
@@ -40,6 +40,9 @@ def test_calls_are_written_with_the_scan_and_read_back(pair):
         assert written[f"calls_{name}"].name == f"B.calls.{suffix}.parquet"
         assert written[f"calls_{name}"].exists()
     assert set(written) == set(SCAN_FILES)
+    # the list run's manifest and stale-file check rely on is what is on disk
+    on_disk = sorted(p.name for p in (tmp / "scans").iterdir())
+    assert on_disk == sorted(scan_file_names("B"))
     loaded = load_scan(tmp / "scans", "B")
     assert loaded.calls is not None  # read from the directory, not made again
     for name, frame in base.calls.frames().items():

@@ -54,8 +54,8 @@ SCAN_SUFFIXES = (*[s for s in SCAN_FILES.values() if s != "summary.json"],
 
 def scan_file_names(sample: str) -> list[str]:
     """Every file ``write_scan`` writes for ``sample`` (Parquet twins and the VCF index too)."""
-    tables = [f"{sample}.{t}.parquet" for t in ("exons", "junctions", "introns", "indels")]
-    return [*tables, *(f"{sample}.{suffix}" for suffix in SCAN_SUFFIXES)]
+    twins = [s.removesuffix(".tsv") + ".parquet" for s in SCAN_SUFFIXES if s.endswith(".tsv")]
+    return [f"{sample}.{suffix}" for suffix in (*twins, *SCAN_SUFFIXES)]
 
 
 def write_scan(result: ScanResult, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
