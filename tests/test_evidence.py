@@ -251,3 +251,48 @@ def test_candidates_skip_alleles_below_the_vaf_floor():
     assert 10 < MIN_CANDIDATE_VAF * 1000 < 50
     assert want.snv == {exon.start + 6: {"C"}}
     assert want.indel == {(exon.start + 6, "ins", "T")}
+
+
+def _slow_candidate_letters(bases: pl.DataFrame, min_alt: int, min_vaf: float) -> dict:
+    """The candidate rule row by row, with no prefilter: the reference for ``candidates``."""
+    out = {}
+    for row in bases.iter_rows(named=True):
+        if row["depth"] <= 0:
+            continue
+        ref = row["ref"] if row["ref"] in "ACGT" and len(row["ref"]) == 1 else None
+        stand_in = ref or max("ACGT", key=lambda x: row[x])
+        floor = max(min_alt, min_vaf * row["depth"])
+        letters = {x for x in "ACGT" if x != stand_in and row[x] >= floor}
+        if letters:
+            out[row["pos"]] = letters
+    return out
+
+
+def test_candidates_equal_the_row_by_row_rule_on_random_tables():
+    import random
+
+    from cd22scan.target.annotation import builtin_model
+
+    model = builtin_model()
+    exon = model.exons[2]
+    rng = random.Random(7)
+    rows = []
+    for i in range(400):
+        counts = {x: rng.choice([0, 0, 1, 2, 3, 5, 20, 100, 1000]) for x in "ACGT"}
+        rows.append({"contig": model.contig, "pos": exon.start + i % (exon.end - exon.start),
+                     "ref": rng.choice(["A", "C", "G", "T", "N"]), **counts, "N": 0, "del": 0,
+                     "ins": 0, "depth": sum(counts.values())})  # fmt: skip
+    # one row per position (a bases table has one)
+    bases = pl.DataFrame(rows).unique("pos", keep="first").sort("pos")
+    indels = pl.DataFrame(
+        schema={
+            "pos": pl.Int64,
+            "kind": pl.Utf8,
+            "length": pl.Int64,
+            "sequence": pl.Utf8,
+            "reads": pl.Int64,
+        }
+    )
+    for min_vaf in (0.0, 0.02, 0.3):
+        want = candidates(bases, indels, model, min_vaf=min_vaf, max_sites=10_000)
+        assert want.snv == _slow_candidate_letters(bases, 3, min_vaf)

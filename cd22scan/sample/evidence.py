@@ -93,7 +93,16 @@ def candidates(
     scope = pl.any_horizontal(
         [pl.col("pos").is_between(e.start - padding, e.end + padding) for e in model.exons]
     )
-    near = bases.filter(scope & (pl.col("depth") > 0))
+    # Keep, in polars, only positions where some letter other than the reference (or, without
+    # one, than the most frequent letter) reaches the floor; the loop below then sees few rows.
+    floor = pl.max_horizontal(pl.lit(float(min_alt)), pl.col("depth") * min_vaf)
+    passing = pl.sum_horizontal([(pl.col(x) >= floor).cast(pl.Int32) for x in _LETTERS])
+    ref_passing = pl.sum_horizontal(
+        [((pl.col("ref") == x) & (pl.col(x) >= floor)).cast(pl.Int32) for x in _LETTERS]
+    )
+    has_ref = pl.col("ref").is_in(_LETTERS)
+    some_alt = (has_ref & (passing - ref_passing >= 1)) | (~has_ref & (passing >= 2))
+    near = bases.filter(scope & (pl.col("depth") > 0) & some_alt)
     out = Candidates()
     weight: dict[int, int] = defaultdict(int)
     for row in near.iter_rows(named=True):
