@@ -112,7 +112,9 @@ pub enum CoreError {
     Finished,
     /// The counter is lent to a `BamSink` that is not closed yet.
     Lent,
-    /// A bug: the core panicked (caught at the Python boundary).
+    /// A bug, never bad input: the core panicked (caught at the Python boundary), could not
+    /// start its threads, or the stream pysam wrote for a `BamSink` was not uncompressed BAM.
+    /// Python sees it as `CoreBug`, not `CoreError`.
     Internal(String),
 }
 
