@@ -413,21 +413,7 @@ impl GeneCounter {
         if self.failed {
             return Err(CoreError::Unusable);
         }
-        let tallies = self.counter.finish();
-        Ok(CountResult {
-            window_start: self.window.start,
-            window_end: self.window.end,
-            filters: tallies.filters.values(),
-            base_counts: tallies.base_counts,
-            insertions: tallies.insertions,
-            deletions: tallies.deletions,
-            exon_fragments: tallies.exon_fragments,
-            junctions: tallies.junctions,
-            intron_counts: tallies.intron_counts,
-            strand_evidence: tallies.strand_evidence,
-            gene_fragments: tallies.gene_fragments,
-            fragments: tallies.fragments,
-        })
+        Ok(self.counter.finish())
     }
 }
 

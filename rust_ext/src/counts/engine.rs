@@ -4,11 +4,12 @@ use std::fmt;
 
 use crate::batch::{CigarField, SamRecord};
 use crate::cigar::{self, CigarError, CigarOp, Interval};
+use crate::CountResult;
 
 use super::bases::{deletion_intervals, BaseCounter, MateDeletions, ReadView, MISSING_QUALITY};
 use super::filter::{FilterCounts, FlagFilter};
 use super::flags;
-use super::fragments::{FragmentCounter, FragmentFeatures, IntronCount};
+use super::fragments::{FragmentCounter, FragmentFeatures};
 use super::mates::{decode_ops, MateBook, FRAGMENT, READ};
 use super::overlap::{first_mate_keeps, tweak_overlap_quality};
 use super::params::CountParams;
@@ -39,21 +40,6 @@ impl fmt::Display for RecordFault {
             ),
         }
     }
-}
-
-/// Everything counted so far, in output form (sorted lists).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tallies {
-    pub filters: FilterCounts,
-    pub base_counts: [Vec<u32>; 12],
-    pub insertions: Vec<(i64, String, u64, u64)>,
-    pub deletions: Vec<(i64, u32, u64, u64)>,
-    pub exon_fragments: Vec<u64>,
-    pub junctions: Vec<(i64, i64, u8, u8, u64, u64)>,
-    pub intron_counts: Vec<IntronCount>,
-    pub strand_evidence: [u64; 2],
-    pub gene_fragments: u64,
-    pub fragments: u64,
 }
 
 /// Filter, pair and count records one at a time.
@@ -418,8 +404,8 @@ impl Counter {
         }
     }
 
-    /// Flush everything still waiting and return the counts.
-    pub fn finish(mut self) -> Tallies {
+    /// Flush everything still waiting and return the counts, in output form (sorted lists).
+    pub fn finish(mut self) -> CountResult {
         let mut due = std::mem::take(&mut self.due);
         self.book.due.release_all(&mut due);
         self.flush(&due);
@@ -460,8 +446,10 @@ impl Counter {
             })
             .collect();
         junctions.sort_unstable();
-        Tallies {
-            filters: self.filters,
+        CountResult {
+            window_start: self.params.window.start,
+            window_end: self.params.window.end,
+            filters: self.filters.values(),
             base_counts: self.bases.columns(),
             insertions,
             deletions,

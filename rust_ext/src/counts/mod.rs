@@ -22,7 +22,7 @@ mod params;
 mod tests;
 
 pub use bases::{BaseCounter, ReadView, BASE_COUNT_KEYS, MISSING_QUALITY};
-pub use engine::{Counter, RecordFault, Tallies};
+pub use engine::{Counter, RecordFault};
 pub use filter::{FilterCounts, FILTER_KEYS};
 pub use fragments::{orientation, FragmentCounter, FragmentFeatures, IntronCount, JunctionTally};
 pub use overlap::{first_mate_keeps, resolve_overlap, wang_hash, x31_hash};
