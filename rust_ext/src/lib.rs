@@ -16,7 +16,7 @@ use std::fmt;
 
 pub use batch::LineError;
 pub use cigar::{CigarError, Interval};
-pub use counts::{IntronCount, RecordFault, BASE_COUNT_KEYS, FILTER_KEYS};
+pub use counts::{IntronCount, JunctionCount, RecordFault, BASE_COUNT_KEYS, FILTER_KEYS};
 
 /// Longest window the core accepts (2^31 positions, every SAM coordinate).
 pub const MAX_WINDOW_LEN: i64 = 1 << 31;
@@ -190,8 +190,8 @@ pub struct CountResult {
     pub deletions: Vec<(i64, u32, u64, u64)>,
     /// Per exon, in the order given.
     pub exon_fragments: Vec<u64>,
-    /// (intron_start0, intron_end0, orientation, xs, fragments, max_anchor), sorted.
-    pub junctions: Vec<(i64, i64, u8, u8, u64, u64)>,
+    /// Sorted by (start, end, orientation, xs); a tuple in that field order in Python.
+    pub junctions: Vec<JunctionCount>,
     /// Per annotated intron, genomic order.
     pub intron_counts: Vec<IntronCount>,
     pub strand_evidence: [u64; 2],

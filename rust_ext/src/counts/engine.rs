@@ -9,7 +9,7 @@ use crate::CountResult;
 use super::bases::{deletion_intervals, BaseCounter, MateDeletions, ReadView, MISSING_QUALITY};
 use super::filter::{FilterCounts, FlagFilter};
 use super::flags;
-use super::fragments::{FragmentCounter, FragmentFeatures};
+use super::fragments::{FragmentCounter, FragmentFeatures, JunctionCount};
 use super::mates::{decode_ops, MateBook, FRAGMENT, READ};
 use super::overlap::{first_mate_keeps, tweak_overlap_quality};
 use super::params::CountParams;
@@ -430,19 +430,17 @@ impl Counter {
             .map(|(&(anchor, len), &[fwd, rev])| (anchor, len, fwd, rev))
             .collect();
         deletions.sort_unstable();
-        let mut junctions: Vec<(i64, i64, u8, u8, u64, u64)> = self
+        let mut junctions: Vec<JunctionCount> = self
             .fragments
             .junctions
             .iter()
-            .map(|(&(start, end, orientation, xs), tally)| {
-                (
-                    start,
-                    end,
-                    orientation,
-                    xs,
-                    tally.fragments,
-                    tally.max_anchor,
-                )
+            .map(|(&(start, end, orientation, xs), tally)| JunctionCount {
+                start,
+                end,
+                orientation,
+                xs,
+                fragments: tally.fragments,
+                max_anchor: tally.max_anchor,
             })
             .collect();
         junctions.sort_unstable();

@@ -72,6 +72,23 @@ pub struct JunctionTally {
     pub max_anchor: u64,
 }
 
+/// One junction of the output: a spliced (`N`) gap, the orientation of the fragments that
+/// support it and their XS, and how many fragments do with their longest anchor. Ordered by its
+/// fields in this order (the documented sort of `CountResult.junctions`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JunctionCount {
+    /// The intron, 0-based half-open: first and one past the last skipped base.
+    pub start: i64,
+    pub end: i64,
+    /// The fragment's first record's, as [`orientation`] (docs/counting.md).
+    pub orientation: u8,
+    /// 1 for `XS:A:+`, 2 for `XS:A:-`, 0 if absent: the first non-zero value of the fragment's
+    /// records.
+    pub xs: u8,
+    pub fragments: u64,
+    pub max_anchor: u64,
+}
+
 /// Per-intron fragment counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IntronCount {

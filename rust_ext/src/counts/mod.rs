@@ -24,7 +24,9 @@ mod tests;
 pub use bases::{BaseCounter, ReadView, BASE_COUNT_KEYS, MISSING_QUALITY};
 pub use engine::{Counter, RecordFault};
 pub use filter::{FilterCounts, FILTER_KEYS};
-pub use fragments::{orientation, FragmentCounter, FragmentFeatures, IntronCount, JunctionTally};
+pub use fragments::{
+    orientation, FragmentCounter, FragmentFeatures, IntronCount, JunctionCount, JunctionTally,
+};
 pub use overlap::{first_mate_keeps, resolve_overlap, wang_hash, x31_hash};
 pub use params::CountParams;
 

@@ -263,13 +263,27 @@ impl PyCountResult {
             .iter()
             .map(|c| (c.left_boundary, c.right_boundary, c.inside))
             .collect();
+        let junctions: Vec<(i64, i64, u8, u8, u64, u64)> = result
+            .junctions
+            .iter()
+            .map(|j| {
+                (
+                    j.start,
+                    j.end,
+                    j.orientation,
+                    j.xs,
+                    j.fragments,
+                    j.max_anchor,
+                )
+            })
+            .collect();
         Ok(Self {
             filters: filters.unbind(),
             base_counts: base_counts.unbind(),
             insertions: PyList::new(py, result.insertions)?.unbind(),
             deletions: PyList::new(py, result.deletions)?.unbind(),
             exon_fragments: PyList::new(py, result.exon_fragments)?.unbind(),
-            junctions: PyList::new(py, result.junctions)?.unbind(),
+            junctions: PyList::new(py, junctions)?.unbind(),
             intron_counts: PyList::new(py, intron_counts)?.unbind(),
             strand_evidence: (result.strand_evidence[0], result.strand_evidence[1]),
             gene_fragments: result.gene_fragments,
