@@ -22,3 +22,17 @@ def test_junction_tuples_are_start_end_orientation_xs_fragments_max_anchor():
     result = counter.finish()
     assert result.junctions == [(130, 150, 0, 2, 1, 10), (130, 150, 1, 0, 1, 9)]
     assert result.intron_counts == [(0, 0, 0)]
+
+
+def test_indel_tuples_are_anchor_event_forward_reverse():
+    # r3 forward: 5M2I13M from 0-based 100, inserts SEQ[5:7] = "CG" after anchor 104.
+    # r4 reverse: 5M3D15M from 0-based 100, deletes [105, 108) after anchor 104.
+    counter = _core.GeneCounter("chr22", 100, 200, [(110, 130), (150, 170)])
+    lines = [
+        f"r3\t0\tchr22\t101\t60\t5M2I13M\t*\t0\t0\t{SEQ}\t{QUAL}",
+        f"r4\t16\tchr22\t101\t60\t5M3D15M\t*\t0\t0\t{SEQ}\t{QUAL}",
+    ]
+    counter.add_sam("\n".join(lines).encode())
+    result = counter.finish()
+    assert result.insertions == [(104, "CG", 1, 0)]
+    assert result.deletions == [(104, 3, 0, 1)]

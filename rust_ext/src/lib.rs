@@ -16,7 +16,10 @@ use std::fmt;
 
 pub use batch::LineError;
 pub use cigar::{CigarError, Interval};
-pub use counts::{IntronCount, JunctionCount, RecordFault, BASE_COUNT_KEYS, FILTER_KEYS};
+pub use counts::{
+    DeletionCount, InsertionCount, IntronCount, JunctionCount, RecordFault, BASE_COUNT_KEYS,
+    FILTER_KEYS,
+};
 
 /// Longest window the core accepts (2^31 positions, every SAM coordinate).
 pub const MAX_WINDOW_LEN: i64 = 1 << 31;
@@ -184,10 +187,10 @@ pub struct CountResult {
     pub filters: [u64; 10],
     /// Per-position arrays in [`BASE_COUNT_KEYS`] order, each `window_end - window_start` long.
     pub base_counts: [Vec<u32>; 12],
-    /// (anchor_pos0, inserted_bases, forward, reverse), sorted by (anchor, bases).
-    pub insertions: Vec<(i64, String, u64, u64)>,
-    /// (anchor_pos0, length, forward, reverse), sorted by (anchor, length).
-    pub deletions: Vec<(i64, u32, u64, u64)>,
+    /// Sorted by (anchor, bases); a tuple in field order in Python.
+    pub insertions: Vec<InsertionCount>,
+    /// Sorted by (anchor, length); a tuple in field order in Python.
+    pub deletions: Vec<DeletionCount>,
     /// Per exon, in the order given.
     pub exon_fragments: Vec<u64>,
     /// Sorted by (start, end, orientation, xs); a tuple in that field order in Python.

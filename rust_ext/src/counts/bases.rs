@@ -41,6 +41,26 @@ pub struct ReadView<'a> {
     pub qual: &'a [u8],
 }
 
+/// One insertion event of the output: the inserted bases after the anchor (the last reference
+/// base before them, 0-based) and the records per strand. Ordered by (anchor, bases).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InsertionCount {
+    pub anchor: i64,
+    pub bases: String,
+    pub forward: u64,
+    pub reverse: u64,
+}
+
+/// One deletion event of the output: `length` reference bases deleted after the anchor (the last
+/// reference base before them, 0-based) and the records per strand. Ordered by (anchor, length).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeletionCount {
+    pub anchor: i64,
+    pub length: u32,
+    pub forward: u64,
+    pub reverse: u64,
+}
+
 /// Per-position base and deletion counts over the window, and insertion / deletion events.
 #[derive(Clone, Debug)]
 pub struct BaseCounter {

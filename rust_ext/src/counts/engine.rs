@@ -6,7 +6,10 @@ use crate::batch::{CigarField, SamRecord};
 use crate::cigar::{self, CigarError, CigarOp, Interval};
 use crate::CountResult;
 
-use super::bases::{deletion_intervals, BaseCounter, MateDeletions, ReadView, MISSING_QUALITY};
+use super::bases::{
+    deletion_intervals, BaseCounter, DeletionCount, InsertionCount, MateDeletions, ReadView,
+    MISSING_QUALITY,
+};
 use super::filter::{FilterCounts, FlagFilter};
 use super::flags;
 use super::fragments::{FragmentCounter, FragmentFeatures, JunctionCount};
@@ -409,25 +412,28 @@ impl Counter {
         let mut due = std::mem::take(&mut self.due);
         self.book.due.release_all(&mut due);
         self.flush(&due);
-        let mut insertions: Vec<(i64, String, u64, u64)> = self
+        let mut insertions: Vec<InsertionCount> = self
             .bases
             .insertions
             .iter()
-            .map(|((anchor, bases), [fwd, rev])| {
-                (
-                    *anchor,
-                    String::from_utf8_lossy(bases).into_owned(),
-                    *fwd,
-                    *rev,
-                )
+            .map(|((anchor, bases), [fwd, rev])| InsertionCount {
+                anchor: *anchor,
+                bases: String::from_utf8_lossy(bases).into_owned(),
+                forward: *fwd,
+                reverse: *rev,
             })
             .collect();
         insertions.sort_unstable();
-        let mut deletions: Vec<(i64, u32, u64, u64)> = self
+        let mut deletions: Vec<DeletionCount> = self
             .bases
             .deletions
             .iter()
-            .map(|(&(anchor, len), &[fwd, rev])| (anchor, len, fwd, rev))
+            .map(|(&(anchor, length), &[forward, reverse])| DeletionCount {
+                anchor,
+                length,
+                forward,
+                reverse,
+            })
             .collect();
         deletions.sort_unstable();
         let mut junctions: Vec<JunctionCount> = self

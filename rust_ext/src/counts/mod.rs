@@ -21,7 +21,9 @@ mod params;
 #[cfg(test)]
 mod tests;
 
-pub use bases::{BaseCounter, ReadView, BASE_COUNT_KEYS, MISSING_QUALITY};
+pub use bases::{
+    BaseCounter, DeletionCount, InsertionCount, ReadView, BASE_COUNT_KEYS, MISSING_QUALITY,
+};
 pub use engine::{Counter, RecordFault};
 pub use filter::{FilterCounts, FILTER_KEYS};
 pub use fragments::{

@@ -277,11 +277,21 @@ impl PyCountResult {
                 )
             })
             .collect();
+        let insertions: Vec<(i64, String, u64, u64)> = result
+            .insertions
+            .into_iter()
+            .map(|i| (i.anchor, i.bases, i.forward, i.reverse))
+            .collect();
+        let deletions: Vec<(i64, u32, u64, u64)> = result
+            .deletions
+            .iter()
+            .map(|d| (d.anchor, d.length, d.forward, d.reverse))
+            .collect();
         Ok(Self {
             filters: filters.unbind(),
             base_counts: base_counts.unbind(),
-            insertions: PyList::new(py, result.insertions)?.unbind(),
-            deletions: PyList::new(py, result.deletions)?.unbind(),
+            insertions: PyList::new(py, insertions)?.unbind(),
+            deletions: PyList::new(py, deletions)?.unbind(),
             exon_fragments: PyList::new(py, result.exon_fragments)?.unbind(),
             junctions: PyList::new(py, junctions)?.unbind(),
             intron_counts: PyList::new(py, intron_counts)?.unbind(),
