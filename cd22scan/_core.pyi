@@ -15,6 +15,10 @@ __version__: str
 class CoreError(ValueError):
     """Raised for input the core refuses (malformed SAM record, unsorted records, bad window)."""
 
+class CoreBug(RuntimeError):
+    """Raised for a bug in the core (a caught panic, a broken internal invariant), never for
+    input. Not a ``CoreError``: callers that turn ``CoreError`` into "bad input" let it through."""
+
 BASE_COUNT_KEYS: tuple[str, ...]
 """Keys of ``CountResult.base_counts`` in order: A_fwd, A_rev, C_fwd, C_rev, G_fwd, G_rev,
 T_fwd, T_rev, N_fwd, N_rev, del_fwd, del_rev."""
@@ -90,6 +94,6 @@ class BamSink:
     def close(self) -> tuple[int, int, int]:
         """Close the write end (every other writer, pysam's duplicate, must be closed first),
         count what is left, stop the threads and give the counter back. Returns (records, of
-        which without FLAG 0x4, records counted). Raises ``CoreError`` for a stream that is not
-        uncompressed BAM, or the first error of counting. A sink dropped without ``close``
-        keeps its counter."""
+        which without FLAG 0x4, records counted). Raises ``CoreBug`` for a stream that is not
+        uncompressed BAM (pysam writes it: a bug, not bad input) and ``CoreError`` for the first
+        error of counting. A sink dropped without ``close`` keeps its counter."""

@@ -1,6 +1,7 @@
 """Command line: argument parsing and exit codes only; the work is done by the API.
 
-Exit codes: 0 success; 1 unexpected error (a bug: traceback printed); 2 bad input data;
+Exit codes: 0 success; 1 unexpected error (a bug: traceback printed; for a bug in the
+counting core, ``_core.CoreBug``, one line and the traceback with -v); 2 bad input data;
 3 annotation/build problem; 4 output not writable; 64 bad usage; 130 interrupted.
 """
 
@@ -9,9 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
-from cd22scan import __version__
+from cd22scan import __version__, _core
 from cd22scan.errors import Cd22scanError, UsageError
 from cd22scan.sample.flags import DEFAULT_EXCLUDE_FLAGS, FLAG_DUPLICATE
 
@@ -513,11 +515,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Cd22scanError as exc:
         print(f"cd22scan: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except _core.CoreBug as exc:
+        return _report_core_bug(exc, verbose=getattr(args, "verbose", False))
     except KeyboardInterrupt:
         print("cd22scan: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 1
+
+
+def _report_core_bug(exc: _core.CoreBug, *, verbose: bool) -> int:
+    """A bug in the counting core: exit 1 with one line (the Python traceback only shows where
+    the core was called, so it is printed with -v only)."""
+    if verbose:
+        traceback.print_exception(exc)
+    hint = "" if verbose else "; -v shows the traceback"
+    print(f"cd22scan: error: {exc} (cd22scan {__version__}{hint})", file=sys.stderr)
+    return 1
 
 
 def entry() -> None:

@@ -648,9 +648,12 @@ def _feed_bam(
         raise
     try:
         read, mapped, sent = sink.close()
-    except _core.CoreError as exc:
+    except (_core.CoreError, _core.CoreBug) as exc:
         if failure is not None:
+            # Reading failed mid-record: the stream is cut short; the read error is the news.
             raise _ReadFailure(sink.records, sink.last_name, failure) from None
+        if isinstance(exc, _core.CoreBug):
+            raise
         raise InputError(f"{source.display_name}: {exc}") from None
     if failure is not None:
         raise _ReadFailure(read, sink.last_name, failure) from None
@@ -662,7 +665,7 @@ def _feed_bam(
 
 def _close_quietly(sink: _core.BamSink) -> None:
     """Close a sink after another error: that error is the one to report."""
-    with contextlib.suppress(_core.CoreError):
+    with contextlib.suppress(_core.CoreError, _core.CoreBug):
         sink.close()
 
 

@@ -16,7 +16,10 @@ use std::fmt;
 
 pub use batch::LineError;
 pub use cigar::{CigarError, Interval};
-pub use counts::{IntronCount, RecordFault, BASE_COUNT_KEYS, FILTER_KEYS};
+pub use counts::{
+    DeletionCount, InsertionCount, IntronCount, JunctionCount, RecordFault, BASE_COUNT_KEYS,
+    FILTER_KEYS,
+};
 
 /// Longest window the core accepts (2^31 positions, every SAM coordinate).
 pub const MAX_WINDOW_LEN: i64 = 1 << 31;
@@ -112,7 +115,9 @@ pub enum CoreError {
     Finished,
     /// The counter is lent to a `BamSink` that is not closed yet.
     Lent,
-    /// A bug: the core panicked (caught at the Python boundary).
+    /// A bug, never bad input: the core panicked (caught at the Python boundary), could not
+    /// start its threads, or the stream pysam wrote for a `BamSink` was not uncompressed BAM.
+    /// Python sees it as `CoreBug`, not `CoreError`.
     Internal(String),
 }
 
@@ -182,14 +187,14 @@ pub struct CountResult {
     pub filters: [u64; 10],
     /// Per-position arrays in [`BASE_COUNT_KEYS`] order, each `window_end - window_start` long.
     pub base_counts: [Vec<u32>; 12],
-    /// (anchor_pos0, inserted_bases, forward, reverse), sorted by (anchor, bases).
-    pub insertions: Vec<(i64, String, u64, u64)>,
-    /// (anchor_pos0, length, forward, reverse), sorted by (anchor, length).
-    pub deletions: Vec<(i64, u32, u64, u64)>,
+    /// Sorted by (anchor, bases); a tuple in field order in Python.
+    pub insertions: Vec<InsertionCount>,
+    /// Sorted by (anchor, length); a tuple in field order in Python.
+    pub deletions: Vec<DeletionCount>,
     /// Per exon, in the order given.
     pub exon_fragments: Vec<u64>,
-    /// (intron_start0, intron_end0, orientation, xs, fragments, max_anchor), sorted.
-    pub junctions: Vec<(i64, i64, u8, u8, u64, u64)>,
+    /// Sorted by (start, end, orientation, xs); a tuple in that field order in Python.
+    pub junctions: Vec<JunctionCount>,
     /// Per annotated intron, genomic order.
     pub intron_counts: Vec<IntronCount>,
     pub strand_evidence: [u64; 2],
@@ -411,21 +416,7 @@ impl GeneCounter {
         if self.failed {
             return Err(CoreError::Unusable);
         }
-        let tallies = self.counter.finish();
-        Ok(CountResult {
-            window_start: self.window.start,
-            window_end: self.window.end,
-            filters: tallies.filters.values(),
-            base_counts: tallies.base_counts,
-            insertions: tallies.insertions,
-            deletions: tallies.deletions,
-            exon_fragments: tallies.exon_fragments,
-            junctions: tallies.junctions,
-            intron_counts: tallies.intron_counts,
-            strand_evidence: tallies.strand_evidence,
-            gene_fragments: tallies.gene_fragments,
-            fragments: tallies.fragments,
-        })
+        Ok(self.counter.finish())
     }
 }
 

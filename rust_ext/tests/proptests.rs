@@ -1,7 +1,7 @@
 //! Property tests of the public API: no input makes the core panic, and the counts do not depend
 //! on how the same lines are split into batches.
 
-use cd22scan_core::{CountResult, CounterConfig, GeneCounter};
+use cd22scan_core::{CountResult, CounterConfig, DeletionCount, GeneCounter, InsertionCount};
 use proptest::prelude::*;
 
 fn config(dedup_overlaps: bool) -> CounterConfig {
@@ -282,15 +282,15 @@ proptest! {
                     *s += u64::from(c);
                 }
             }
-            for (anchor, len, f, r) in alone.deletions {
-                let e = deletions.entry((anchor, len)).or_insert((0, 0));
-                e.0 += f;
-                e.1 += r;
+            for d in alone.deletions {
+                let e = deletions.entry((d.anchor, d.length)).or_insert((0, 0));
+                e.0 += d.forward;
+                e.1 += d.reverse;
             }
-            for (anchor, bases, f, r) in alone.insertions {
-                let e = insertions.entry((anchor, bases)).or_insert((0, 0));
-                e.0 += f;
-                e.1 += r;
+            for i in alone.insertions {
+                let e = insertions.entry((i.anchor, i.bases)).or_insert((0, 0));
+                e.0 += i.forward;
+                e.1 += i.reverse;
             }
         }
         let together_counts: Vec<Vec<u64>> = together
@@ -299,8 +299,24 @@ proptest! {
             .map(|c| c.iter().map(|&x| u64::from(x)).collect())
             .collect();
         prop_assert_eq!(together_counts, summed.to_vec());
-        let deletions: Vec<_> = deletions.into_iter().map(|((a, l), (f, r))| (a, l, f, r)).collect();
-        let insertions: Vec<_> = insertions.into_iter().map(|((a, b), (f, r))| (a, b, f, r)).collect();
+        let deletions: Vec<_> = deletions
+            .into_iter()
+            .map(|((anchor, length), (forward, reverse))| DeletionCount {
+                anchor,
+                length,
+                forward,
+                reverse,
+            })
+            .collect();
+        let insertions: Vec<_> = insertions
+            .into_iter()
+            .map(|((anchor, bases), (forward, reverse))| InsertionCount {
+                anchor,
+                bases,
+                forward,
+                reverse,
+            })
+            .collect();
         prop_assert_eq!(together.deletions, deletions);
         prop_assert_eq!(together.insertions, insertions);
     }

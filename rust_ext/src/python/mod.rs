@@ -1,13 +1,15 @@
 //! The Python module `cd22scan._core`: thin PyO3 glue over the Rust API (types in `_core.pyi`).
 //!
-//! Every call body runs under `catch_unwind`, so even a bug reaches Python as `CoreError`, never
-//! as `PanicException`. Counting a batch runs with the GIL released.
+//! Every call body runs under `catch_unwind`, so even a bug reaches Python as `CoreBug`, never
+//! as `PanicException`; input the core refuses raises `CoreError`. The two are unrelated
+//! classes, so a caller that turns `CoreError` into "bad input" never mislabels a bug. Counting a
+//! batch runs with the GIL released.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use numpy::PyArray1;
 use pyo3::create_exception;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
@@ -23,9 +25,20 @@ create_exception!(
     "Raised for input the core refuses (malformed SAM record, unsorted records, bad window)."
 );
 
-/// The one conversion of core errors into Python exceptions.
+create_exception!(
+    cd22scan._core,
+    CoreBug,
+    PyRuntimeError,
+    "Raised for a bug in the core (a caught panic, a broken internal invariant), never for input."
+);
+
+/// The one conversion of core errors into Python exceptions: `Internal` is a bug (`CoreBug`),
+/// everything else is input the core refuses (`CoreError`).
 pub(crate) fn to_py_err(error: RustError) -> PyErr {
-    CoreError::new_err(error.to_string())
+    match error {
+        RustError::Internal(_) => CoreBug::new_err(error.to_string()),
+        _ => CoreError::new_err(error.to_string()),
+    }
 }
 
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -38,7 +51,7 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Run `body`, turning a panic into `CoreError` as a last line of defence.
+/// Run `body`, turning a panic into `CoreBug` as a last line of defence.
 fn guarded<T>(body: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
         Err(to_py_err(RustError::Internal(panic_message(
@@ -250,13 +263,37 @@ impl PyCountResult {
             .iter()
             .map(|c| (c.left_boundary, c.right_boundary, c.inside))
             .collect();
+        let junctions: Vec<(i64, i64, u8, u8, u64, u64)> = result
+            .junctions
+            .iter()
+            .map(|j| {
+                (
+                    j.start,
+                    j.end,
+                    j.orientation,
+                    j.xs,
+                    j.fragments,
+                    j.max_anchor,
+                )
+            })
+            .collect();
+        let insertions: Vec<(i64, String, u64, u64)> = result
+            .insertions
+            .into_iter()
+            .map(|i| (i.anchor, i.bases, i.forward, i.reverse))
+            .collect();
+        let deletions: Vec<(i64, u32, u64, u64)> = result
+            .deletions
+            .iter()
+            .map(|d| (d.anchor, d.length, d.forward, d.reverse))
+            .collect();
         Ok(Self {
             filters: filters.unbind(),
             base_counts: base_counts.unbind(),
-            insertions: PyList::new(py, result.insertions)?.unbind(),
-            deletions: PyList::new(py, result.deletions)?.unbind(),
+            insertions: PyList::new(py, insertions)?.unbind(),
+            deletions: PyList::new(py, deletions)?.unbind(),
             exon_fragments: PyList::new(py, result.exon_fragments)?.unbind(),
-            junctions: PyList::new(py, result.junctions)?.unbind(),
+            junctions: PyList::new(py, junctions)?.unbind(),
             intron_counts: PyList::new(py, intron_counts)?.unbind(),
             strand_evidence: (result.strand_evidence[0], result.strand_evidence[1]),
             gene_fragments: result.gene_fragments,
@@ -282,6 +319,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("CoreError", py.get_type::<CoreError>())?;
+    m.add("CoreBug", py.get_type::<CoreBug>())?;
     m.add("BASE_COUNT_KEYS", PyTuple::new(py, BASE_COUNT_KEYS)?)?;
     m.add("FILTER_KEYS", PyTuple::new(py, FILTER_KEYS)?)?;
     m.add_class::<PyGeneCounter>()?;

@@ -270,8 +270,8 @@ impl PyBamSink {
     /// Close the write end, count what is left, stop both threads and give the counter back.
     /// Every other writer of the pipe (pysam's duplicate) must be closed first: the stream ends
     /// when the last one is. Returns (records, of which without FLAG 0x4, records counted).
-    /// Raises `CoreError` for a stream that is not uncompressed BAM, or the first error of
-    /// counting.
+    /// Raises `CoreBug` for a stream that is not uncompressed BAM (pysam writes it, so that is a
+    /// bug, not bad input) and `CoreError` for the first error of counting.
     fn close(&mut self, py: Python<'_>) -> PyResult<(u64, u64, u64)> {
         self.writer = None;
         let (Some(reading), Some(counting)) = (self.reading.take(), self.counting.take()) else {
