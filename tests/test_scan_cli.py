@@ -379,7 +379,10 @@ def test_two_stdin_scans_into_one_folder_need_a_sample_name(small_plus, tmp_path
 
     def piped(*extra: str):
         with open(sim.bam, "rb") as handle:
-            return subprocess.run([*cmd, *extra], stdin=handle, capture_output=True, text=True)
+            # not from the repository, whose cd22scan/ folder would shadow the installed package
+            return subprocess.run(
+                [*cmd, *extra], stdin=handle, capture_output=True, text=True, cwd=tmp_path
+            )
 
     first = piped()
     assert first.returncode == 0, first.stderr

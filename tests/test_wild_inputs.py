@@ -148,8 +148,9 @@ def test_empty_pg_field_through_python_m_has_no_traceback(sample, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "cd22scan", "scan", str(bam), "--out", str(tmp_path / "o"),
          *gene_args(gtf)],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, cwd=tmp_path,
     )  # fmt: skip
+    # (cwd: not the repository, whose cd22scan/ folder would shadow the installed package)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
 
