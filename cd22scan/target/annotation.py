@@ -574,6 +574,31 @@ def _bad_line(label: str, lineno: int, fields: list[str]) -> AnnotationError:
     return AnnotationError(f"{where}: start {start} > end {end}")
 
 
+def _data_fields(raw: str, label: str, lineno: int) -> tuple[list[str], int, int] | None:
+    """The 9 columns, start and end of a GTF/GFF3 data line (integers, 1 <= start <= end); None
+    for a blank line; ``_bad_line``'s error otherwise."""
+    fields = raw.rstrip("\r\n").split("\t")
+    if len(fields) != 9:
+        if not raw.strip():
+            return None
+        raise _bad_line(label, lineno, fields)
+    try:
+        start, end = int(fields[3]), int(fields[4])
+    except ValueError:
+        raise _bad_line(label, lineno, fields) from None
+    if start < 1 or start > end:
+        raise _bad_line(label, lineno, fields)
+    return fields, start, end
+
+
+def _note_build(scan: Any, raw: str) -> None:
+    """A header line naming the build (``#!genome-build``, ``#description``) sets scan.build."""
+    if scan.build is None and ("genome-build" in raw or "description" in raw):
+        found = _BUILD_RE.search(raw)
+        if found:
+            scan.build = contigs.normalize_build(found.group(1))
+
+
 def _scan_gtf(path: Path, label: str, gene: str) -> _GtfScan:
     """One pass over the GTF: check every line, keep the lines of ``gene``."""
     scan = _GtfScan()
@@ -581,22 +606,12 @@ def _scan_gtf(path: Path, label: str, gene: str) -> _GtfScan:
     with _open_gtf(path, label) as handle:
         for lineno, raw in enumerate(handle, start=1):
             if raw.startswith("#"):
-                if scan.build is None and ("genome-build" in raw or "description" in raw):
-                    found = _BUILD_RE.search(raw)
-                    if found:
-                        scan.build = contigs.normalize_build(found.group(1))
+                _note_build(scan, raw)
                 continue
-            fields = raw.rstrip("\r\n").split("\t")
-            if len(fields) != 9:
-                if not raw.strip():
-                    continue
-                raise _bad_line(label, lineno, fields)
-            try:
-                start, end = int(fields[3]), int(fields[4])
-            except ValueError:
-                raise _bad_line(label, lineno, fields) from None
-            if start < 1 or start > end:
-                raise _bad_line(label, lineno, fields)
+            line = _data_fields(raw, label, lineno)
+            if line is None:
+                continue
+            fields, start, end = line
             scan.data_lines += 1
             attr_text = fields[8]
             # Every gene's name and id, for "did you mean"; parsed once per run of lines.
@@ -759,24 +774,14 @@ def _scan_gff3(path: Path, label: str, gene: str) -> _GtfScan:
             if raw.startswith("#"):
                 if raw.startswith("##FASTA"):
                     break
-                if scan.build is None and ("genome-build" in raw or "description" in raw):
-                    found = _BUILD_RE.search(raw)
-                    if found:
-                        scan.build = contigs.normalize_build(found.group(1))
+                _note_build(scan, raw)
                 continue
             if raw.startswith(">"):  # FASTA without its ##FASTA directive
                 break
-            fields = raw.rstrip("\r\n").split("\t")
-            if len(fields) != 9:
-                if not raw.strip():
-                    continue
-                raise _bad_line(label, lineno, fields)
-            try:
-                start, end = int(fields[3]), int(fields[4])
-            except ValueError:
-                raise _bad_line(label, lineno, fields) from None
-            if start < 1 or start > end:
-                raise _bad_line(label, lineno, fields)
+            line = _data_fields(raw, label, lineno)
+            if line is None:
+                continue
+            fields, start, end = line
             scan.data_lines += 1
             if fields[2] in _GFF3_PARTS:
                 # Most lines: parts of other genes. Only their Parent is read here.
