@@ -46,7 +46,19 @@ def _flag_mask(text: str) -> int:
 
 def _add_scan_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("target gene")
-    g.add_argument("--gene", default="CD22", help="gene name (built-in: CD22; any gene with --gtf)")
+    g.add_argument(
+        "--gene",
+        default="CD22",
+        help="one gene (built-in: see --targets; any gene with --gtf) [CD22]",
+    )
+    g.add_argument(
+        "--targets",
+        metavar="LIST",
+        help="several genes in one pass over the file, e.g. CD19,CD22; 'b-all' = CD19,CD22, "
+        "'all' = the six CAR targets (CD19, CD22, MS4A1/CD20, TNFRSF17/BCMA, GPRC5D, CD7), "
+        "'panel' = targets and lineage markers; with --gtf, genes of the GTF. Writes one "
+        "scan folder per gene (OUT/GENE/) and OUT/NAME.panel.json",
+    )
     g.add_argument(
         "--build",
         default="auto",
@@ -163,6 +175,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         raise UsageError("--table NAME writes one table to standard output: use it with -o -")
     if not to_stdout:
         check_out_dir(args.out)  # before the scan, which can take a while
+    if args.targets:
+        return _scan_panel_cli(args, to_stdout)
     result = scan(args.bam, _params_from_args(args))
     _note_no_reference([result])
     if to_stdout:
@@ -186,6 +200,53 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         s["fragments_on_gene"],
         written["summary"].parent,
     )
+    return 0
+
+
+def _targets(args: argparse.Namespace) -> tuple[str, ...]:
+    """The genes of --targets: built-in names and sets, or (with --gtf) names as given."""
+    from cd22scan.target.panel import resolve_targets
+
+    if args.region:
+        raise UsageError("--targets and --region exclude each other: --region scans one window")
+    if args.transcript:
+        raise UsageError("--transcript picks the transcript of one --gene, not of --targets")
+    if args.gtf:
+        genes = tuple(dict.fromkeys(g.strip() for g in args.targets.split(",") if g.strip()))
+        if not genes:
+            raise UsageError(f"--targets {args.targets!r} names no gene")
+        return genes
+    return resolve_targets(args.targets)
+
+
+def _scan_panel_cli(args: argparse.Namespace, to_stdout: bool) -> int:
+    from pathlib import Path
+
+    from cd22scan.outputs.scandir import PANEL_SUFFIX, write_panel
+    from cd22scan.sample.panel import scan_panel
+
+    if to_stdout:
+        raise UsageError("--targets writes one folder per gene: -o - (one table) takes --gene")
+    genes = _targets(args)
+    panel = scan_panel(args.bam, genes, _params_from_args(args))
+    if not panel.results:
+        raise UsageError(
+            f"{args.bam}: none of the targets ({', '.join(genes)}) has its contig in the header"
+        )
+    _note_no_reference(list(panel.results.values()))
+    existing = Path(args.out) / f"{panel.sample}{PANEL_SUFFIX}"
+    if args.bam == "-" and args.sample is None and existing.is_file():
+        raise UsageError(
+            f"{args.out}: already holds a panel scan of sample {panel.sample!r}; name this scan "
+            "of standard input with --sample NAME"
+        )
+    written = write_panel(panel, args.out)
+    for gene, result in panel.results.items():
+        log.info("%s: %s %s on %s: %d fragments on the gene", panel.sample, gene,
+                 result.summary["transcript"], result.summary["contig"],
+                 result.summary["fragments_on_gene"])  # fmt: skip
+    log.info("%s: %d genes (%s read); outputs in %s", panel.sample, len(panel.results),
+             panel.read_mode, written.parent)  # fmt: skip
     return 0
 
 
@@ -298,6 +359,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     out = prepare_out_dir(_out_dir(args))
     given = (args.baseline, args.relapse)
+    if args.targets or any(_is_panel(p) for p in given):
+        return _compare_panels(args, out)
     # One parse of the GTF for both BAMs; scans carry their own model.
     model = None if all(_is_scan(p) for p in given) else load_target(_params_from_args(args))
     baseline = _load_or_scan(args.baseline, args, args.baseline_sample, "baseline", model)
@@ -323,7 +386,89 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_panel(path: str) -> bool:
+    from pathlib import Path
+
+    from cd22scan.outputs.scandir import find_panels
+
+    return Path(path).is_dir() and bool(find_panels(path))
+
+
+def _load_or_scan_panel(path: str, args: argparse.Namespace, sample: str | None, genes):
+    import dataclasses
+
+    from cd22scan.outputs.scandir import load_panel
+    from cd22scan.sample.panel import scan_panel
+
+    if _is_panel(path):
+        return load_panel(path, sample), True
+    if _is_scan(path):
+        raise UsageError(
+            f"{path}: is a one-gene scan; compare it with another one-gene scan (no --targets), "
+            "or scan both samples with --targets"
+        )
+    if genes is None:
+        raise UsageError(f"{path}: a BAM compared with a panel scan needs --targets LIST")
+    params = _params_from_args(args)
+    if sample is not None:
+        params = dataclasses.replace(params, sample=sample)
+    return scan_panel(path, genes, params), False
+
+
+def _compare_panels(args: argparse.Namespace, out) -> int:
+    """compare on panel scans (or BAMs with --targets): every gene present in both samples,
+    each into OUT/GENE/ (events, verdict, VCF, report) and all genes in OUT/events.tsv and
+    OUT/verdict.tsv (their `gene` column tells them apart)."""
+    import polars as pl
+
+    from cd22scan.comparison.pair import compare_samples
+    from cd22scan.outputs.files import prepare_out_dir, write_table
+    from cd22scan.outputs.html import write_pair_report
+    from cd22scan.outputs.scandir import write_panel
+    from cd22scan.outputs.vcf import write_pair_vcf
+
+    genes = _targets(args) if args.targets else None
+    baseline, b_loaded = _load_or_scan_panel(args.baseline, args, args.baseline_sample, genes)
+    relapse, r_loaded = _load_or_scan_panel(args.relapse, args, args.relapse_sample, genes)
+    if baseline.sample == relapse.sample:
+        raise UsageError(f"baseline and relapse have the same sample name {baseline.sample!r}")
+    for panel, loaded in ((baseline, b_loaded), (relapse, r_loaded)):
+        if not loaded:
+            write_panel(panel, out / "scans")
+    wanted = genes or tuple(baseline.results)
+    common = [g for g in wanted if g in baseline.results and g in relapse.results]
+    for gene in wanted:
+        if gene not in common:
+            missing = [p.sample for p in (baseline, relapse) if gene not in p.results]
+            log.warning("%s: not compared: no scan of it in %s", gene, " and ".join(missing))
+    if not common:
+        raise UsageError(f"{baseline.sample} and {relapse.sample} have no scanned gene in common")
+    thresholds = thresholds_from_namespace(args)
+    events, verdicts = [], []
+    for gene in common:
+        b, r = baseline.results[gene], relapse.results[gene]
+        _note_no_reference([b, r])
+        comparison = compare_samples(b, r, thresholds=thresholds)
+        folder = prepare_out_dir(out / gene)
+        write_table(comparison.events, folder / "events.tsv")
+        write_table(comparison.verdict, folder / "verdict.tsv")
+        write_pair_vcf(comparison, b, folder / "variants.vcf.gz")
+        write_pair_report(comparison, b, r, folder / "report.html")
+        events.append(comparison.events)
+        verdicts.append(comparison.verdict)
+        log.info("%s %s: %s", comparison.pair, gene, comparison.verdict["verdict"][0])
+    write_table(pl.concat(events, how="vertical"), out / "events.tsv")
+    write_table(pl.concat(verdicts, how="vertical"), out / "verdict.tsv")
+    log.info("reports: %s/GENE/report.html for %s", out, ", ".join(common))
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.targets:
+        raise UsageError(
+            "run --targets is not supported yet: scan each sample with scan --targets and "
+            "compare each patient's two panel folders with compare (docs/panel.md)"
+        )
     from cd22scan.cohort.run import run_cohort
 
     run_cohort(

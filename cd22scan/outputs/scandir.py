@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from cd22scan.calling.sample import CALL_TABLES, SampleCalls, sample_calls
-from cd22scan.errors import AnnotationError, InputError
+from cd22scan.errors import AnnotationError, InputError, UsageError
 from cd22scan.outputs.files import (
     prepare_out_dir,
     staged_outputs,
@@ -23,6 +23,7 @@ from cd22scan.outputs.files import (
 )
 from cd22scan.outputs.formats import junction_names, write_junctions_bed12
 from cd22scan.outputs.vcf import write_scan_vcf
+from cd22scan.sample.panel import PanelScan
 from cd22scan.sample.scan import ScanResult, evidence_schema
 from cd22scan.sample.tables import EXON_SCHEMA, INDEL_SCHEMA, INTRON_SCHEMA, JUNCTION_SCHEMA
 from cd22scan.target.annotation import (
@@ -210,4 +211,58 @@ def load_scan(directory: str | Path, sample: str | None = None) -> ScanResult:
         summary=summary,
         evidence=evidence,
         calls=_load_calls(directory, sample, summary),
+    )
+
+
+# --- panel scans (issue 15): OUT/GENE/ one-gene scan directories + OUT/NAME.panel.json --------
+
+PANEL_SUFFIX = ".panel.json"
+
+
+def write_panel(panel: PanelScan, out_dir: str | os.PathLike[str]) -> Path:
+    """Each gene's scan into ``out_dir/GENE/`` (a complete one-gene scan directory, so every
+    reader of scans works on it), then ``out_dir/NAME.panel.json`` (genes, genes left out and
+    why, read mode) last: its presence marks a complete panel scan."""
+    path = prepare_out_dir(out_dir)
+    for gene, result in panel.results.items():
+        write_scan(result, path / gene)
+    document = {
+        "schema_version": 1,
+        "tool": "cd22scan",
+        "sample": panel.sample,
+        "genes": list(panel.results),
+        "targets_absent": panel.absent,
+        "read_mode": panel.read_mode,
+        "layout": "one folder per gene (GENE/), each a one-gene scan directory",
+    }
+    with staged_outputs(path, f"{panel.sample}{PANEL_SUFFIX}") as stage:
+        write_json(document, stage / f"{panel.sample}{PANEL_SUFFIX}")
+    return path / f"{panel.sample}{PANEL_SUFFIX}"
+
+
+def find_panels(directory: str | Path) -> list[str]:
+    """Sample names with a complete panel scan in ``directory``."""
+    return sorted(p.name[: -len(PANEL_SUFFIX)] for p in Path(directory).glob(f"*{PANEL_SUFFIX}"))
+
+
+def load_panel(directory: str | Path, sample: str | None = None) -> PanelScan:
+    """A panel scan directory back: every gene's scan (``load_scan(directory/GENE, sample)``)."""
+    directory = Path(directory)
+    samples = find_panels(directory)
+    if sample is None:
+        if len(samples) != 1:
+            raise UsageError(
+                f"{directory}: holds {len(samples)} panel scans ({', '.join(samples) or 'none'});"
+                " name one sample"
+            )
+        sample = samples[0]
+    elif sample not in samples:
+        raise InputError(f"{directory}: no panel scan of sample {sample!r} ({PANEL_SUFFIX})")
+    document = json.loads((directory / f"{sample}{PANEL_SUFFIX}").read_text("utf-8"))
+    results = {gene: load_scan(directory / gene, sample) for gene in document["genes"]}
+    return PanelScan(
+        sample=sample,
+        results=results,
+        absent=dict(document.get("targets_absent") or {}),
+        read_mode=document.get("read_mode", ""),
     )

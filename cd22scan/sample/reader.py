@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import itertools
 import logging
+import operator
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -586,6 +587,104 @@ def feed_window(
         raise failure.input_error(source) from None
     except OSError as exc:
         raise InputError(f"{source.display_name}: read error ({exc})") from None
+    return stats
+
+
+@dataclass(frozen=True)
+class Window:
+    """One gene's counter and window for ``feed_windows``."""
+
+    counter: _core.GeneCounter
+    contig: str
+    start0: int
+    end0: int
+
+
+def feed_windows(
+    source: AlignmentSource,
+    windows: list[Window],
+    *,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[ReadStats]:
+    """Read the whole file ONCE (stream mode) and hand each gene's counter the records it needs.
+
+    The first window's counter gets every record, as ``feed_window`` in stream mode gives it
+    (so it counts the file's mapped records for the library size, shared by all genes); each
+    other counter gets only the records of its own contig, which a coordinate-sorted file holds
+    in one run (``itertools.groupby`` on ``reference_id``: C-level, no Python per record). A
+    record is serialised once per counter that gets it, so the cost is one decompression of the
+    file plus the reads of the genes' contigs, not the file once per gene.
+    """
+    if not windows:
+        return []
+    if source.sort_order not in (None, "coordinate", "unknown"):
+        raise InputError(
+            f"{source.display_name}: not coordinate-sorted (header SO:{source.sort_order}); "
+            "sort it first: samtools sort -o sorted.bam input.bam"
+        )
+    tids = [source.tid(w.contig) for w in windows]
+    sinks = [
+        w.counter.bam_sink(tid, only_window=True, batch_records=BAM_BATCH_RECORDS)
+        for w, tid in zip(windows, tids, strict=True)
+    ]
+    stats = [ReadStats(mode="stream") for _ in windows]
+    for one in stats:
+        one.handover = "bam"
+    failure: OSError | None = None
+    try:
+        with contextlib.ExitStack() as stack:
+            outs = [
+                stack.enter_context(
+                    pysam.AlignmentFile(sink.fileno(), "wbu", header=source.handle.header)
+                )
+                for sink in sinks
+            ]
+            by_tid: dict[int, list[Callable[..., object]]] = {}
+            for out, tid in zip(outs[1:], tids[1:], strict=True):
+                by_tid.setdefault(tid, []).append(out.write)
+            first_write = outs[0].write
+            consume = collections.deque[object](maxlen=0).extend
+            records = source.handle.fetch(until_eof=True)
+            for tid, group in itertools.groupby(records, key=operator.attrgetter("reference_id")):
+                others = by_tid.get(tid, ())
+                while True:
+                    # successive slices of one group, each taking the next records
+                    chunk = list(itertools.islice(group, WRITE_CHUNK_RECORDS))  # noqa: B031
+                    if not chunk:
+                        break
+                    consume(map(first_write, chunk))
+                    for write in others:
+                        consume(map(write, chunk))
+                    # Back in Python between chunks: Ctrl-C is handled here.
+                    if on_batch is not None:
+                        on_batch(len(chunk))
+    except OSError as exc:
+        failure = exc
+    except BaseException:
+        for sink in sinks:
+            _close_quietly(sink)
+        raise
+    closed = []
+    for index, sink in enumerate(sinks):
+        try:
+            closed.append(sink.close())
+        except (_core.CoreError, _core.CoreBug) as exc:
+            for rest in sinks[index + 1 :]:
+                _close_quietly(rest)
+            if failure is not None:
+                raise _ReadFailure(sink.records, sink.last_name, failure).input_error(
+                    source
+                ) from None
+            if isinstance(exc, _core.CoreBug):
+                raise
+            raise InputError(f"{source.display_name}: {exc}") from None
+    if failure is not None:
+        raise _ReadFailure(closed[0][0], sinks[0].last_name, failure).input_error(source)
+    file_read, file_mapped, _ = closed[0]
+    for one, (_, _, sent) in zip(stats, closed, strict=True):
+        one.records_read = file_read
+        one.records_to_core = sent
+        one.mapped_records_in_file = file_mapped
     return stats
 
 

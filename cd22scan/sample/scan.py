@@ -244,6 +244,136 @@ def reference_fetch(reference: str | None, contig: str) -> tables.RefFetch | Non
     return fetch
 
 
+@dataclass
+class _Job:
+    """One gene of one sample between choosing its model and building its tables."""
+
+    params: ScanParams
+    model: GeneModel
+    annotation: str
+    fetch: tables.RefFetch | None
+    sample: str
+    window_start0: int
+    window_end0: int
+    survey: Any
+    counter: Any  # _core.GeneCounter
+
+
+@dataclass
+class _Read:
+    """What the open file tells about one gene's pass, kept for the tables and summary."""
+
+    stats: Any  # reader.ReadStats
+    result: Any  # the core's CountResult
+    lib_size: int | None
+    fmt: str
+    display: str
+    contig_length: int
+    header_problems: list[Any]
+    duplicate_contigs: list[Any]
+    can_reread: bool
+
+
+def _prepare(
+    path: str, params: ScanParams, source: AlignmentSource, model: GeneModel | None
+) -> _Job:
+    """Choose the model, check the reference, survey the reads and make the core's counter."""
+    model = choose_model(params, source, model)
+    source.refuse_ambiguous(model.contig)
+    annotation = params.gtf or "built-in model"
+    fetch = None
+    if params.reference is not None:
+        check_reference(source, params.reference, model.contig)
+        fetch = reference_fetch(params.reference, model.contig)
+        # An annotation of the other build (e.g. cut by grep, with no header naming its
+        # build) has introns that do not start with GT and end with AG in the reference.
+        check_splice_motifs(model, fetch, annotation, params.reference)
+    sample = params.sample or source.default_sample_name()
+    log.debug(
+        "%s: %s %s (%s) on %s, build %s", sample, model.gene, model.transcript,
+        model.selection, model.contig, model.build,
+    )  # fmt: skip
+    window_start0, window_end0 = model.window(params.padding)
+    window_end0 = min(window_end0, source.contigs[model.contig])
+    survey = survey_reads(source, model.contig, window_start0, window_end0, params.reference)
+    mate_suffix = survey.mate_suffix
+    if survey.layout == "mixed":
+        log.warning(
+            "%s mixes paired-end and single-end records (%d paired of the first %d primary "
+            "records over the gene): each pair counts as one fragment, each single read as one",
+            source.display_name,
+            survey.paired,
+            survey.sampled,
+        )
+    if mate_suffix is not None:
+        first, second = mate_suffix.split(",")
+        log.info(
+            "%s: mates are named NAME%s and NAME%s; pairing them by NAME",
+            source.display_name,
+            first,
+            second,
+        )
+    counter = _core.GeneCounter(
+        model.contig,
+        window_start0,
+        window_end0,
+        model.core_exons(),
+        min_mapq=params.min_mapq,
+        min_baseq=params.min_baseq,
+        min_anchor=params.min_anchor,
+        exclude_flags=params.exclude_flags,
+        dedup_overlaps=params.dedup_overlaps,
+        mate_suffix=mate_suffix or "",
+    )
+    return _Job(params, model, annotation, fetch, sample, window_start0, window_end0, survey,
+                counter)  # fmt: skip
+
+
+def _log_stream_mode(path: str, params: ScanParams, source: AlignmentSource) -> None:
+    if path == "-":
+        log.info("reading standard input to the end (stream mode)")
+    elif not source.has_index and not params.stream:
+        log.info(
+            "%s has no index: reading the whole file (stream mode); %s",
+            source.display_name,
+            "a sorted, indexed BAM is read faster (samtools sort, samtools index)"
+            if source.format == "SAM"
+            else f"index it to read only the gene: samtools index {source.display_name}",
+        )
+
+
+def _collect(path: str, source: AlignmentSource, job: _Job, stats: Any) -> _Read:
+    """Finish the counter and keep what the summary needs from the open file."""
+    log.debug(
+        "%s: %d records read (%s), %d handed to the counter over %s:%d-%d",
+        job.sample,
+        stats.records_read,
+        stats.mode,
+        stats.records_to_core,
+        job.model.contig,
+        job.window_start0 + 1,
+        job.window_end0,
+    )
+    try:
+        result = job.counter.finish()
+    except _core.CoreError as exc:
+        raise InputError(f"{source.display_name}: {exc}") from None
+    lib_size = stats.mapped_records_in_file
+    if lib_size is None:
+        lib_size = library_size(source)
+    return _Read(
+        stats=stats,
+        result=result,
+        lib_size=lib_size,
+        fmt=source.format,
+        display=source.display_name,
+        contig_length=source.contigs[job.model.contig],
+        header_problems=list(source.header_problems),
+        duplicate_contigs=list(source.duplicate_contigs),
+        can_reread=path != "-" and source.has_index and not job.params.stream,
+    )
+
+
 def scan(
     path: str,
     params: ScanParams | None = None,
@@ -264,97 +394,29 @@ def scan(
         htslib_quiet(),
         open_alignments(path, params.reference, threads=params.threads) as source,
     ):
-        model = choose_model(params, source, model)
-        source.refuse_ambiguous(model.contig)
-        annotation = params.gtf or "built-in model"
-        fetch = None
-        if params.reference is not None:
-            check_reference(source, params.reference, model.contig)
-            fetch = reference_fetch(params.reference, model.contig)
-            # An annotation of the other build (e.g. cut by grep, with no header naming its
-            # build) has introns that do not start with GT and end with AG in the reference.
-            check_splice_motifs(model, fetch, annotation, params.reference)
-        sample = params.sample or source.default_sample_name()
-        log.debug(
-            "%s: %s %s (%s) on %s, build %s", sample, model.gene, model.transcript,
-            model.selection, model.contig, model.build,
-        )  # fmt: skip
-        window_start0, window_end0 = model.window(params.padding)
-        window_end0 = min(window_end0, source.contigs[model.contig])
-        if path == "-":
-            log.info("reading standard input to the end (stream mode)")
-        elif not source.has_index and not params.stream:
-            log.info(
-                "%s has no index: reading the whole file (stream mode); %s",
-                source.display_name,
-                "a sorted, indexed BAM is read faster (samtools sort, samtools index)"
-                if source.format == "SAM"
-                else f"index it to read only the gene: samtools index {source.display_name}",
-            )
-        survey = survey_reads(source, model.contig, window_start0, window_end0, params.reference)
-        mate_suffix = survey.mate_suffix
-        if survey.layout == "mixed":
-            log.warning(
-                "%s mixes paired-end and single-end records (%d paired of the first %d primary "
-                "records over the gene): each pair counts as one fragment, each single read as one",
-                source.display_name,
-                survey.paired,
-                survey.sampled,
-            )
-        if mate_suffix is not None:
-            first, second = mate_suffix.split(",")
-            log.info(
-                "%s: mates are named NAME%s and NAME%s; pairing them by NAME",
-                source.display_name,
-                first,
-                second,
-            )
-        counter = _core.GeneCounter(
-            model.contig,
-            window_start0,
-            window_end0,
-            model.core_exons(),
-            min_mapq=params.min_mapq,
-            min_baseq=params.min_baseq,
-            min_anchor=params.min_anchor,
-            exclude_flags=params.exclude_flags,
-            dedup_overlaps=params.dedup_overlaps,
-            mate_suffix=mate_suffix or "",
-        )
+        job = _prepare(path, params, source, model)
+        _log_stream_mode(path, params, source)
         # No total: the index does not say cheaply how many records the window holds.
-        with progress(f"{sample}: records", unit=" records", scale=True) as bar:
+        with progress(f"{job.sample}: records", unit=" records", scale=True) as bar:
             stats = feed_window(
                 source,
-                counter,
-                model.contig,
-                window_start0,
-                window_end0,
+                job.counter,
+                job.model.contig,
+                job.window_start0,
+                job.window_end0,
                 stream=params.stream,
                 on_batch=bar.update,
             )
-        log.debug(
-            "%s: %d records read (%s), %d handed to the counter over %s:%d-%d",
-            sample,
-            stats.records_read,
-            stats.mode,
-            stats.records_to_core,
-            model.contig,
-            window_start0 + 1,
-            window_end0,
-        )
-        try:
-            result = counter.finish()
-        except _core.CoreError as exc:
-            raise InputError(f"{source.display_name}: {exc}") from None
-        lib_size = stats.mapped_records_in_file
-        if lib_size is None:
-            lib_size = library_size(source)
-        fmt = source.format
-        display = source.display_name
-        contig_length = source.contigs[model.contig]
-        header_problems = list(source.header_problems)
-        duplicate_contigs = list(source.duplicate_contigs)
-        can_reread = path != "-" and source.has_index and not params.stream
+        done = _collect(path, source, job, stats)
+    return _tables(path, job, done, started)
+
+
+def _tables(path: str, job: _Job, done: _Read, started: float) -> ScanResult:
+    """Tables, checks and summary of one gene of one sample."""
+    params, model, fetch, sample = job.params, job.model, job.fetch, job.sample
+    window_start0, window_end0, survey = job.window_start0, job.window_end0, job.survey
+    result, stats, display = done.result, done.stats, done.display
+    mate_suffix = survey.mate_suffix
     strandedness = resolve_strandedness(params.strand, result.strand_evidence, model.strand)
     reference_bases = fetch(window_start0, window_end0) if fetch else ""
     exons = tables.exon_table(model, result, sample, window_start0)
@@ -364,11 +426,11 @@ def scan(
     indels = tables.indel_table(result, model.contig, sample, fetch)
     # Without a reference: reads that use the model's introns only shifted by one offset.
     junction_rows = junctions.select("start", "end", "reads").iter_rows()
-    doubt = check_junctions_fit_model(model, junction_rows, annotation, display)
+    doubt = check_junctions_fit_model(model, junction_rows, job.annotation, display)
     if doubt:
         log.warning("%s", doubt)
     _warn_if_many_flagged(display, result.filters)
-    evidence, duplicates = _evidence(path, params, model, bases, indels, can_reread, sample)
+    evidence, duplicates = _evidence(path, params, model, bases, indels, done.can_reread, sample)
     if result.filters["used"] == 0:
         log.warning("%s: no reads pass the filters over %s %s", display, model.gene, model.contig)
     summary = {
@@ -377,7 +439,7 @@ def scan(
         "version": _core.__version__,
         "sample": sample,
         "input": display if path == "-" else str(Path(path)),
-        "format": fmt,
+        "format": done.fmt,
         "read_mode": stats.mode,
         "gene": model.gene,
         "transcript": model.transcript,
@@ -385,7 +447,7 @@ def scan(
         "transcript_selection": model.selection,
         "build": model.build,
         "contig": model.contig,
-        "contig_length": contig_length,
+        "contig_length": done.contig_length,
         "strand": model.strand,
         "window": {"start": window_start0 + 1, "end": window_end0},
         "parameters": {
@@ -411,8 +473,8 @@ def scan(
             "used": result.filters["used"],
             "used_supplementary": result.filters["used_supplementary"],
         },
-        "header_problems": header_problems,
-        "duplicate_contigs": duplicate_contigs,
+        "header_problems": done.header_problems,
+        "duplicate_contigs": done.duplicate_contigs,
         "mate_name_suffix": mate_suffix,
         "read_layout": {
             "layout": survey.layout,
@@ -421,7 +483,7 @@ def scan(
             "sampled": survey.sampled,
             "how": f"first {MATE_SUFFIX_SAMPLE} records over the window (primary, mapped)",
         },
-        "library_size": lib_size,
+        "library_size": done.lib_size,
         "library_size_definition": "mapped records in the file (samtools idxstats)",
         "fragments_in_window": result.fragments,
         "fragments_on_gene": result.gene_fragments,
