@@ -66,7 +66,7 @@ def test_each_gene_equals_its_one_gene_scan(panel_bam, stream):
         _same(panel.results[gene], one)
 
 
-def test_stream_from_stdin_reads_the_file_once(panel_bam):
+def test_stream_from_stdin_reads_the_file_once(panel_bam, tmp_path):
     """Standard input can be read only once: every gene is counted from that one read."""
     bam, gtf, genes = panel_bam
     code = (
@@ -75,8 +75,9 @@ def test_stream_from_stdin_reads_the_file_once(panel_bam):
         "print(json.dumps({g: r.summary['fragments_on_gene'] for g, r in p.results.items()}))"
     )
     with open(bam, "rb") as handle:
+        # outside the checkout: there ``import cd22scan`` would find the uncompiled sources
         done = subprocess.run([sys.executable, "-c", code], stdin=handle, capture_output=True,
-                              text=True, check=True)  # fmt: skip
+                              text=True, check=True, cwd=tmp_path)  # fmt: skip
     got = json.loads(done.stdout)
     for gene in genes:
         assert got[gene] == scan(str(bam), gene=gene, gtf=str(gtf)).summary["fragments_on_gene"]
