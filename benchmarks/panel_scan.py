@@ -20,27 +20,16 @@ from pathlib import Path
 
 import pysam
 
-from cd22scan.demo.simulate import GeneSpec, add_background_reads, simulate
+from cd22scan.demo.simulate import add_background_reads, builtin_spec, simulate
 from cd22scan.sample.panel import scan_panel
 from cd22scan.sample.scan import scan
-from cd22scan.target.annotation import GeneModel, builtin_model
-from cd22scan.target.contigs import expected_length, molecule_of
 from cd22scan.target.panel import CAR_TARGETS
-
-
-def spec_of(model: GeneModel) -> GeneSpec:
-    """The simulator's spec (0-based half-open) of a built-in model (1-based inclusive)."""
-    exons = tuple(sorted((e.start - 1, e.end) for e in model.exons))
-    cds = (model.cds_start - 1, model.cds_end) if model.cds_start and model.cds_end else None
-    length = expected_length(molecule_of(model.contig), "GRCh38")
-    return GeneSpec(contig=model.contig, strand=model.strand, exons=exons, cds=cds,
-                    name=model.gene, contig_length=length, build="GRCh38")  # fmt: skip
 
 
 def build_bam(folder: Path, fragments: int, background: int) -> Path:
     parts = []
     for index, gene in enumerate(CAR_TARGETS):
-        sim = simulate(folder / gene, seed=100 + index, gene=spec_of(builtin_model(gene)),
+        sim = simulate(folder / gene, seed=100 + index, gene=builtin_spec(gene),
                        n_fragments=fragments, sample="PANEL", write_reference=False)  # fmt: skip
         if gene == "CD19" and background:
             add_background_reads(sim.bam, background, seed=7, start=50_000_000, end=60_000_000)

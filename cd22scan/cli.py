@@ -279,6 +279,29 @@ def _add_threshold_options(p: argparse.ArgumentParser) -> None:
         g.add_argument(option, dest=name, type=kind, default=default, help=f"{text} [{default}]")
 
 
+def _add_car_option(p: argparse.ArgumentParser, per_patient: bool = False) -> None:
+    where = (
+        "; a sample sheet's optional `car` column sets it per patient and wins over this"
+        if per_patient
+        else ""
+    )
+    p.add_argument(
+        "--car",
+        action="append",
+        default=[],
+        metavar="GENE:BINDER",
+        help="the CAR binder of a target, e.g. CD22:m971 or CD19:FMC63 (comma-separated or "
+        "repeated): every escape event is classed as no antigen, epitope lost, epitope retained "
+        f"or unknown for that binder (data/binders.tsv, docs/panel.md){where}",
+    )
+
+
+def _cars(args: argparse.Namespace) -> dict:
+    from cd22scan.target.binders import parse_cars
+
+    return parse_cars(getattr(args, "car", None) or [])
+
+
 def thresholds_from_namespace(args: argparse.Namespace):
     from cd22scan.comparison.pair import THRESHOLD_OPTIONS, Thresholds
 
@@ -373,7 +396,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for result, given in ((baseline, args.baseline), (relapse, args.relapse)):
         if not _is_scan(given):
             write_scan(result, out / "scans")
-    comparison = compare_samples(baseline, relapse, thresholds=thresholds_from_namespace(args))
+    cars = _cars(args)
+    _warn_unused_cars(cars, [baseline.model.gene])
+    comparison = compare_samples(
+        baseline,
+        relapse,
+        thresholds=thresholds_from_namespace(args),
+        binder=cars.get(baseline.model.gene),
+    )
     write_table(comparison.events, out / "events.tsv")
     write_table(comparison.verdict, out / "verdict.tsv")
     from cd22scan.outputs.html import write_pair_report
@@ -384,6 +414,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     log.info("report: %s", report)
     log.info("%s: %s", comparison.pair, comparison.verdict["verdict"][0])
     return 0
+
+
+def _warn_unused_cars(cars: dict, genes) -> None:
+    for gene, binder in cars.items():
+        if gene not in genes:
+            log.warning(
+                "--car %s:%s: %s is not compared here (genes: %s); the binder is not used",
+                gene,
+                binder.name,
+                gene,
+                ", ".join(genes),
+            )
 
 
 def _is_panel(path: str) -> bool:
@@ -444,11 +486,13 @@ def _compare_panels(args: argparse.Namespace, out) -> int:
     if not common:
         raise UsageError(f"{baseline.sample} and {relapse.sample} have no scanned gene in common")
     thresholds = thresholds_from_namespace(args)
+    cars = _cars(args)
+    _warn_unused_cars(cars, common)
     events, verdicts = [], []
     for gene in common:
         b, r = baseline.results[gene], relapse.results[gene]
         _note_no_reference([b, r])
-        comparison = compare_samples(b, r, thresholds=thresholds)
+        comparison = compare_samples(b, r, thresholds=thresholds, binder=cars.get(gene))
         folder = prepare_out_dir(out / gene)
         write_table(comparison.events, folder / "events.tsv")
         write_table(comparison.verdict, folder / "verdict.tsv")
@@ -477,6 +521,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _params_from_args(args),
         thresholds=thresholds_from_namespace(args),
         jobs=args.jobs,
+        cars=_cars(args),
     )
     log.info("cohort outputs in %s", args.out)
     return 0
@@ -574,6 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("-o", "--out", required=True, help="output directory")
     _add_scan_options(p_cmp)
     _add_threshold_options(p_cmp)
+    _add_car_option(p_cmp)
     p_cmp.set_defaults(func=_cmd_compare)
 
     p_run = sub.add_parser(
@@ -588,6 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--jobs", type=int, default=1, help="samples scanned in parallel [1]")
     _add_scan_options(p_run)
     _add_threshold_options(p_run)
+    _add_car_option(p_run, per_patient=True)
     p_run.set_defaults(func=_cmd_run)
 
     p_wf = sub.add_parser(

@@ -2,8 +2,10 @@
 patient → cohort tables ("escape by mechanism: k of n patients").
 
 Sample sheet (TSV or CSV, header required): patient, sample, timepoint (baseline/relapse), path
-(BAM/CRAM/SAM or a scan directory), optional reference. Relative paths are resolved against the
-sheet's folder; nothing in the sheet is ever executed.
+(BAM/CRAM/SAM or a scan directory), optional reference, optional car (the patient's CAR binders,
+``CD22:m971`` or ``CD19:FMC63;CD22:m971``: every row of a patient that fills it must agree; it
+replaces ``--car`` for that patient). Relative paths are resolved against the sheet's folder;
+nothing in the sheet is ever executed.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from cd22scan.outputs.scandir import load_scan, scan_file_names, write_scan
 from cd22scan.outputs.vcf import NO_REFERENCE_NOTE, write_pair_vcf
 from cd22scan.sample.scan import ScanParams, ScanResult, load_target, scan
 from cd22scan.target.annotation import GeneModel
+from cd22scan.target.binders import Binder, parse_cars
 
 log = logging.getLogger("cd22scan")
 
@@ -61,6 +64,7 @@ class SheetRow:
     path: Path
     reference: Path | None
     line: int
+    car: str = ""  # the sheet's car column ("" when absent or empty)
 
 
 def read_sample_sheet(path: str | Path) -> list[SheetRow]:
@@ -106,7 +110,10 @@ def read_sample_sheet(path: str | Path) -> list[SheetRow]:
         ref_path = (sheet.parent / reference).resolve() if reference else None
         if ref_path is not None and not ref_path.exists():
             raise InputError(f"{sheet}:{line}: reference {reference} not found")
-        rows.append(SheetRow(record["patient"], name, timepoint, target, ref_path, line))
+        car = record.get("car", "")
+        if car:
+            parse_cars([car.replace(";", ",")])  # a malformed value fails here, with its line
+        rows.append(SheetRow(record["patient"], name, timepoint, target, ref_path, line, car))
     if not rows:
         raise InputError(f"{sheet}: no samples")
     return rows
@@ -261,6 +268,31 @@ def warn_unpaired(sheet: str | Path, rows: list[SheetRow], unpaired: list[dict[s
         )
 
 
+def patient_cars(
+    rows: list[SheetRow], default: dict[str, Binder] | None = None
+) -> dict[str, dict[str, Binder]]:
+    """{patient: {gene: Binder}}: the sheet's car column where a patient's rows fill it (they
+    must agree), else ``default`` (``--car``)."""
+    given: dict[str, tuple[str, int]] = {}
+    for row in rows:
+        if not row.car:
+            continue
+        seen = given.get(row.patient)
+        if seen and seen[0] != row.car:
+            raise InputError(
+                f"patient {row.patient}: car {row.car!r} on line {row.line} differs from "
+                f"{seen[0]!r} on line {seen[1]}"
+            )
+        given[row.patient] = (row.car, row.line)
+    out = {}
+    for patient in {row.patient for row in rows}:
+        if patient in given:
+            out[patient] = parse_cars([given[patient][0].replace(";", ",")])
+        else:
+            out[patient] = dict(default or {})
+    return out
+
+
 def _load(row: SheetRow, scans_dir: Path) -> ScanResult:
     return load_scan(row.path if row.path.is_dir() else scans_dir, row.sample)
 
@@ -399,10 +431,13 @@ def _compare_worker(
     scans_dir: Path,
     pairs_dir: Path,
     thresholds: Thresholds,
+    cars: dict[str, Binder],
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One pair (in a worker process or not): compare, write its files, return its tables."""
     base_scan, rel_scan = _load(baseline, scans_dir), _load(relapse, scans_dir)
-    comparison: Comparison = compare_samples(base_scan, rel_scan, thresholds=thresholds)
+    comparison: Comparison = compare_samples(
+        base_scan, rel_scan, thresholds=thresholds, binder=cars.get(base_scan.model.gene)
+    )
     log.debug("%s: %s", pair.name, comparison.verdict["verdict"][0])
     return write_pair_outputs(pairs_dir, pair.patient, comparison, base_scan, rel_scan)
 
@@ -414,13 +449,17 @@ def compare_all(
     pairs_dir: Path,
     thresholds: Thresholds,
     pool: ProcessPoolExecutor | None,
+    cars: dict[str, dict[str, Binder]] | None = None,
 ) -> tuple[list[pl.DataFrame], list[pl.DataFrame]]:
-    """Every pair's events and verdict, in ``pairs`` order (compared in ``pool`` if given)."""
+    """Every pair's events and verdict, in ``pairs`` order (compared in ``pool`` if given);
+    ``cars``: each patient's binders (``patient_cars``)."""
     results: list[tuple[pl.DataFrame, pl.DataFrame] | None] = [None] * len(pairs)
+    cars = cars or {}
     tasks = [
-        (pair, by_name[pair.baseline], by_name[pair.relapse], scans_dir, pairs_dir, thresholds)
+        (pair, by_name[pair.baseline], by_name[pair.relapse], scans_dir, pairs_dir, thresholds,
+         cars.get(pair.patient, {}))
         for pair in pairs
-    ]
+    ]  # fmt: skip
     with progress("pairs compared", unit=" pairs", total=len(pairs)) as bar:
         for k, result in _each_done(pool, _compare_worker, tasks):
             results[k] = result
@@ -436,7 +475,10 @@ def run_cohort(
     *,
     thresholds: Thresholds | None = None,
     jobs: int = 1,
+    cars: dict[str, Binder] | None = None,
 ) -> dict[str, Path]:
+    """``cars``: the CAR binders by gene (``--car``) of every patient whose sheet rows leave
+    the car column empty."""
     params = params or ScanParams()
     thresholds = thresholds or Thresholds()
     if str(out_dir) == "-":
@@ -447,7 +489,7 @@ def run_cohort(
     scans_dir = prepare_out_dir(out / "scans")
     log.info("scanning %d samples with %d job(s)", len(rows), jobs)
     with worker_pool(jobs) as pool:
-        return _scan_and_compare(sheet, rows, out, scans_dir, params, thresholds, pool)
+        return _scan_and_compare(sheet, rows, out, scans_dir, params, thresholds, pool, cars)
 
 
 def _scan_and_compare(
@@ -458,13 +500,17 @@ def _scan_and_compare(
     params: ScanParams,
     thresholds: Thresholds,
     pool: ProcessPoolExecutor | None,
+    cars: dict[str, Binder] | None = None,
 ) -> dict[str, Path]:
     scan_all(rows, params, scans_dir, pool)
     pairs, unpaired, patients = plan_cohort(rows)
     warn_unpaired(sheet, rows, unpaired)
     by_name = {row.sample: row for row in rows}
     pairs_dir = prepare_out_dir(out / "pairs")
-    events, verdicts = compare_all(pairs, by_name, scans_dir, pairs_dir, thresholds, pool)
+    by_patient = patient_cars(rows, cars)
+    events, verdicts = compare_all(
+        pairs, by_name, scans_dir, pairs_dir, thresholds, pool, by_patient
+    )
     scans = [_load(row, scans_dir) for row in rows]
     if any(not (s.summary.get("parameters") or {}).get("reference") for s in scans):
         log.info("%s", NO_REFERENCE_NOTE)  # once per run, not per sample

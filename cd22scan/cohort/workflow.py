@@ -23,6 +23,7 @@ import polars as pl
 from cd22scan.cohort.run import (
     Pair,
     SheetRow,
+    patient_cars,
     plan_cohort,
     read_sample_sheet,
     write_cohort_outputs,
@@ -89,7 +90,13 @@ def compare_pair(
     pair = by_name[pair_name]
     out = Path(out)
     baseline, relapse = _load(rows[pair.baseline], out), _load(rows[pair.relapse], out)
-    comparison = compare_samples(baseline, relapse, thresholds=thresholds_from_args(compare_args))
+    cars = patient_cars(list(rows.values())).get(pair.patient, {})  # the sheet's car column
+    comparison = compare_samples(
+        baseline,
+        relapse,
+        thresholds=thresholds_from_args(compare_args),
+        binder=cars.get(baseline.model.gene),
+    )
     pairs_dir = prepare_out_dir(out / "pairs")
     write_pair_outputs(pairs_dir, pair.patient, comparison, baseline, relapse)
     typed = pairs_dir / f"{pair.name}.{TYPED_EVENTS_SUFFIX}"

@@ -97,9 +97,11 @@ from cd22scan.calling.stats import (
     rho_from_nb_dispersion,
 )
 from cd22scan.calling.variants import COLUMNS as VARIANT_COLUMNS
+from cd22scan.comparison.epitope import binder_verdict, classify, sentence
 from cd22scan.errors import InputError, UsageError
 from cd22scan.sample.scan import ScanResult
 from cd22scan.target.annotation import GeneModel
+from cd22scan.target.binders import Binder
 from cd22scan.target.contigs import molecule_of
 
 log = logging.getLogger("cd22scan")
@@ -169,6 +171,9 @@ EVENT_COLUMNS = {
     "escape": pl.Boolean,
     "transcripts": pl.Utf8,
     "filter": pl.Utf8,
+    "car": pl.Utf8,  # the binder the epitope was judged against (--car), null without one
+    "epitope": pl.Utf8,  # epitope.CLASSES, escape rows only
+    "epitope_reason": pl.Utf8,
 }
 
 VERDICT_COLUMNS = {
@@ -188,6 +193,9 @@ VERDICT_COLUMNS = {
     "mutation_status": pl.Utf8,
     "n_escape": pl.Int64,
     "n_changes": pl.Int64,
+    "car": pl.Utf8,
+    "binder_verdict": pl.Utf8,  # epitope.binder_verdict over the escape rows
+    "binder_text": pl.Utf8,  # "CD22 Δex5-6 at relapse, m971 epitope retained"
 }
 
 # Comparison.mutations: one row per tested allele and sample (long form, the two samples of the
@@ -789,6 +797,29 @@ def _verdict_text(rows: list[dict[str, Any]], statuses: dict[str, str]) -> str:
     return "; ".join(parts)
 
 
+def _judge_epitopes(
+    rows: list[dict[str, Any]], model: GeneModel, binder: Binder | None
+) -> tuple[str, str]:
+    """Class every escape row against the binder (``epitope`` columns); return the pair's
+    ``binder_verdict`` and the sentences of its strongest escape rows."""
+    escape_rows = []
+    for row in rows:
+        row["car"] = binder.name if binder is not None else None
+        if not row["escape"]:
+            continue
+        judged = classify(row, model, binder)
+        row["epitope"], row["epitope_reason"] = judged.klass, judged.why
+        escape_rows.append((row, judged))
+    escape_rows.sort(key=lambda item: _strength(item[0]))
+    summary = binder_verdict([judged.klass for _, judged in escape_rows])
+    if not escape_rows:
+        return summary, f"no {model.gene} escape event at relapse"
+    texts = [sentence(row, model.gene, binder, judged) for row, judged in escape_rows[:3]]
+    if len(escape_rows) > 3:
+        texts.append(f"and {len(escape_rows) - 3} more")
+    return summary, "; ".join(texts)
+
+
 def _q_values(rows: list[dict[str, Any]]) -> list[float | None]:
     """Benjamini–Hochberg per family: the pre-specified hypotheses (gene expression and the
     target's known events) apart from the rest, and rows without a read in either sample
@@ -853,12 +884,21 @@ def compare_samples(
     thresholds: Thresholds = Thresholds(),
     baseline_fetch: RefFetch | None = None,
     relapse_fetch: RefFetch | None = None,
+    binder: Binder | None = None,
 ) -> Comparison:
     """Compare a baseline and a relapse scan of one patient (tests in the module docstring).
 
     ``baseline_fetch`` / ``relapse_fetch`` return reference bases of a 0-based half-open range
     (for variant consequences); None builds one from the scan's ``--reference`` when it had one.
+    ``binder``: the CAR binder of this gene (``--car``); every escape row is classed against it
+    (``comparison.epitope``), and with a binder the verdict text ends with what it means for
+    that CAR.
     """
+    if binder is not None and binder.gene != baseline.model.gene:
+        raise UsageError(
+            f"--car {binder.gene}:{binder.name} is a binder of {binder.gene}, not of "
+            f"{baseline.model.gene}"
+        )
     t = thresholds
     mb, mr = baseline.model, relapse.model
     _refuse_other_reference(baseline, relapse)
@@ -904,6 +944,9 @@ def compare_samples(
     verdict_text = _verdict_text(rows, statuses)
     for row in rows:
         row.pop(_ESCAPE_IF_UP, None)
+    binder_summary, binder_text = _judge_epitopes(rows, mb, binder)
+    if binder is not None:
+        verdict_text = f"{verdict_text}; CAR {binder.gene}:{binder.name}: {binder_text}"
     # Rows are built in a fixed order (type, then exon / event / position), kept by a stable sort.
     rank = {kind: i for i, kind in enumerate(EVENT_TYPES)}
     rows.sort(key=lambda row: rank[row["event_type"]])
@@ -938,6 +981,9 @@ def compare_samples(
                 "n_changes": n_called - n_escape,
                 "verdict": verdict_text,
                 "thresholds": json.dumps(t.as_dict(), sort_keys=True),
+                "car": binder.name if binder is not None else None,
+                "binder_verdict": binder_summary,
+                "binder_text": binder_text,
             }
         ],
         schema=VERDICT_COLUMNS,

@@ -246,6 +246,19 @@ def small_gene(strand: str = "+") -> GeneSpec:
     )
 
 
+def builtin_spec(gene: str, build: str = "GRCh38") -> GeneSpec:
+    """The simulator's spec of a built-in model (target/data/models.tsv) on its real contig."""
+    from cd22scan.target.annotation import builtin_model
+    from cd22scan.target.contigs import expected_length, molecule_of
+
+    model = builtin_model(gene, build)
+    exons = tuple(sorted((e.start - 1, e.end) for e in model.exons))
+    cds = (model.cds_start - 1, model.cds_end) if model.cds_start and model.cds_end else None
+    length = expected_length(molecule_of(model.contig), build)
+    return GeneSpec(contig=model.contig, strand=model.strand, exons=exons, cds=cds,
+                    name=model.gene, contig_length=length, build=build)  # fmt: skip
+
+
 def default_gene(build: str = "GRCh38") -> GeneSpec:
     if build == "GRCh38":
         return cd22_grch38()

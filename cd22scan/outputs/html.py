@@ -61,6 +61,7 @@ h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
 .verdict.not-assessable { background: #8a5a00; }
 .verdict .headline { font-size: 1.7em; font-weight: 700; }
 .verdict .evidence { font-size: 1.1em; margin-top: 6px; }
+.verdict .car { font-size: 1.3em; margin-top: 6px; }
 .verdict .detail { font-size: 0.9em; margin-top: 6px; opacity: 0.9; }
 figure { margin: 12px 0 20px 0; }
 figcaption { font-size: 0.9em; color: #444; margin-top: 4px; }
@@ -751,9 +752,16 @@ def _verdict_block(verdict: dict[str, Any]) -> str:
         headline, css = "No evidence of escape", "no-escape"
     n_escape = verdict.get("n_escape", verdict.get("n_called"))
     n_changes = verdict.get("n_changes") or 0
+    car = ""
+    if verdict.get("car"):  # the binder of --car: what the escape events mean for that CAR
+        car = (
+            f'<div class="car">CAR {_e(verdict.get("gene"))}:{_e(verdict["car"])}: '
+            f"<b>{_e(verdict.get('binder_verdict'))}</b> ({_e(verdict.get('binder_text'))})"
+            "</div>"
+        )
     return (
         f'<section id="verdict" class="verdict {css}" data-escape="{str(escape).lower()}">'
-        f'<div class="headline">{_e(headline)}</div>'
+        f'<div class="headline">{_e(headline)}</div>{car}'
         f'<div class="evidence">{_e(verdict.get("verdict"))}</div>'
         f'<div class="detail">{_e(n_escape)} escape event(s), {_e(n_changes)} other called '
         f"change(s) of {_e(verdict.get('gene'))}, {_e(verdict.get('baseline'))} (baseline) vs "
