@@ -503,16 +503,32 @@ def _compare_panels(args: argparse.Namespace, out) -> int:
         log.info("%s %s: %s", comparison.pair, gene, comparison.verdict["verdict"][0])
     write_table(pl.concat(events, how="vertical"), out / "events.tsv")
     write_table(pl.concat(verdicts, how="vertical"), out / "verdict.tsv")
+    from cd22scan.comparison.lineage import lineage_frame, lineage_switch
+
+    pair = f"{baseline.sample}_vs_{relapse.sample}"
+    lineage = lineage_switch(pair, baseline.results, relapse.results, thresholds)
+    lineage.update(baseline=baseline.sample, relapse=relapse.sample)
+    write_table(lineage_frame([lineage]), out / "lineage.tsv")
+    log.info("%s: %s", pair, lineage["text"])
     log.info("reports: %s/GENE/report.html for %s", out, ", ".join(common))
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.targets:
-        raise UsageError(
-            "run --targets is not supported yet: scan each sample with scan --targets and "
-            "compare each patient's two panel folders with compare (docs/panel.md)"
+        from cd22scan.cohort.panel_run import run_panel_cohort
+
+        run_panel_cohort(
+            args.samplesheet,
+            args.out,
+            _targets(args),
+            _params_from_args(args),
+            thresholds=thresholds_from_namespace(args),
+            jobs=args.jobs,
+            cars=_cars(args),
         )
+        log.info("cohort outputs in %s (one folder per gene in pairs/)", args.out)
+        return 0
     from cd22scan.cohort.run import run_cohort
 
     run_cohort(
@@ -542,8 +558,10 @@ def _cmd_workflow(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from cd22scan.demo.run import run_demo
 
-    path = run_demo(args.out, seed=args.seed)
+    path, panel = run_demo(args.out, seed=args.seed)
     print(f"cd22scan demo: cohort report at {path / 'report.html'} (tables in {path})")
+    print(f"cd22scan demo: panel cohort (CD19, CD22, lineage markers; CAR per patient) at "
+          f"{panel / 'report.html'} (tables in {panel})")  # fmt: skip
     return 0
 
 

@@ -59,7 +59,11 @@ def test_run_calls_the_planted_skip_and_reports_unpaired(cohort):
     assert "Δex2" in called.filter(pl.col("patient") == "P1")["feature"].to_list()
     summary = pl.read_csv(out / "cohort_summary.tsv", separator="\t")
     text = dict(zip(summary["mechanism"], summary["text"], strict=True))
-    assert text["aberrant_splicing"] == "aberrant splicing 1 of 2 assessable"
+    assert text["aberrant_splicing"] == "aberrant splicing 1 of 2 assessable (Δex2 1)"
+    by_event = dict(zip(summary["mechanism"], summary["by_event"], strict=True))
+    assert by_event["aberrant_splicing"] == "Δex2 1" and summary["gene"].unique().to_list() == [
+        "SMALL"
+    ]
     unpaired = pl.read_csv(out / "unpaired_samples.tsv", separator="\t")
     assert unpaired["sample"].to_list() == ["P3_rel"]
     assert (out / "scans" / "P3_rel.summary.json").exists()  # scanned, not dropped

@@ -297,14 +297,80 @@ def _load(row: SheetRow, scans_dir: Path) -> ScanResult:
     return load_scan(row.path if row.path.is_dir() else scans_dir, row.sample)
 
 
-def cohort_summary(verdicts: pl.DataFrame, patients: list[str]) -> pl.DataFrame:
+def _event_label(row: dict[str, Any]) -> str:
+    if row["event_type"] == "expression_loss":
+        return "expression loss"
+    if row["event_type"] == "mutation":
+        return row.get("hgvs_p") or row["feature"]
+    return row.get("known_event") or row["feature"]
+
+
+_MECHANISM_OF = {
+    "expression_loss": "antigen_loss",
+    "exon_loss": "antigen_loss",
+    "exon_skipping": "aberrant_splicing",
+    "intron_retention": "aberrant_splicing",
+    "novel_junction": "aberrant_splicing",
+    "isoform_shift": "aberrant_splicing",
+    "mutation": "mutation",
+}
+
+
+def _by_event(events: pl.DataFrame | None) -> dict[str, str]:
+    """{mechanism column: "Δex2 2, c.412del 1"}: patients per escape event, most first."""
+    if events is None or events.height == 0 or "escape" not in events.columns:
+        return {}
+    patients: dict[str, dict[str, set[str]]] = {}
+    for row in events.filter(pl.col("escape").fill_null(False)).iter_rows(named=True):
+        column = _MECHANISM_OF.get(row["event_type"])
+        if column is None:
+            continue
+        label = _event_label(row)
+        for key in (column, "any_escape"):
+            patients.setdefault(key, {}).setdefault(label, set()).add(row.get("patient") or "")
+    return {
+        key: ", ".join(
+            f"{label} {len(who)}"
+            for label, who in sorted(found.items(), key=lambda item: (-len(item[1]), item[0]))
+        )
+        for key, found in patients.items()
+    }
+
+
+def cohort_summary(
+    verdicts: pl.DataFrame, patients: list[str], events: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """How many patients show each mechanism in any of their pairs, out of the patients in whom
-    it could have been seen (as the papers report it, with the denominator stated).
+    it could have been seen (as the papers report it, with the denominator stated), per gene.
 
     A patient counts as assessable for a mechanism when any pair's ``MECHANISM_status`` is not
     ``not assessable (...)`` (a verdict without status columns, from before they existed, is
     taken as assessable) or when a pair shows it; ``any_escape`` is assessable when every
-    mechanism is."""
+    mechanism is. ``events`` (with a ``patient`` column) adds ``by_event``: patients per escape
+    event ("Δex2 5, c.412del 1"), also at the end of ``text``. With several genes (a panel run)
+    there is one block of rows per gene, its text starting with the gene."""
+    genes = (
+        list(dict.fromkeys(verdicts["gene"].to_list()))
+        if verdicts.height and "gene" in verdicts.columns
+        else []
+    )
+    if len(genes) > 1:
+        blocks = []
+        for gene in genes:
+            mine = events.filter(pl.col("gene") == gene) if events is not None else None
+            block = _gene_summary(verdicts.filter(pl.col("gene") == gene), patients, mine)
+            block = block.with_columns(
+                (pl.lit(f"{gene} ") + pl.col("text")).alias("text"), pl.lit(gene).alias("gene")
+            )
+            blocks.append(block)
+        return pl.concat(blocks, how="vertical")
+    summary = _gene_summary(verdicts, patients, events)
+    return summary.with_columns(pl.lit(genes[0] if genes else None, pl.Utf8).alias("gene"))
+
+
+def _gene_summary(
+    verdicts: pl.DataFrame, patients: list[str], events: pl.DataFrame | None
+) -> pl.DataFrame:
     compared = sorted(set(verdicts["patient"].to_list())) if verdicts.height else []
     escape: dict[str, set[str]] = {}
     assessable: dict[str, set[str]] = {}
@@ -321,12 +387,14 @@ def cohort_summary(verdicts: pl.DataFrame, patients: list[str]) -> pl.DataFrame:
     assessable["any_escape"] = escape["any_escape"] | set.intersection(
         *(assessable[c] for c, _ in MECHANISMS)
     )
+    by_event = _by_event(events)
     rows = []
     for column, label in (*MECHANISMS, ("any_escape", "any escape")):
         hit = sorted(escape[column])
         n_ok = len(assessable[column])
         n_not = len(compared) - n_ok
         text = f"{label} {len(hit)} of {n_ok} assessable" + (f", {n_not} not" if n_not else "")
+        detail = by_event.get(column, "") if hit else ""
         rows.append(
             {
                 "mechanism": column,
@@ -336,10 +404,11 @@ def cohort_summary(verdicts: pl.DataFrame, patients: list[str]) -> pl.DataFrame:
                 "patients_not_assessable": n_not,
                 "patients_in_sheet": len(patients),
                 "patients": ",".join(hit),
-                "text": text,
+                "text": text + (f" ({detail})" if detail else ""),
+                "by_event": detail,
             }
         )
-    return pl.DataFrame(rows)
+    return pl.DataFrame(rows, schema_overrides={"by_event": pl.Utf8})
 
 
 def write_pair_tables(
@@ -383,7 +452,7 @@ def write_cohort_tables(
     Returns (written files, all verdicts, cohort summary)."""
     all_events = pl.concat(events, how="diagonal_relaxed") if events else pl.DataFrame()
     all_verdicts = pl.concat(verdicts, how="diagonal_relaxed") if verdicts else pl.DataFrame()
-    summary = cohort_summary(all_verdicts, patients)
+    summary = cohort_summary(all_verdicts, patients, all_events)
     written = {
         "cohort_events": write_table(all_events, out / "cohort_events.tsv"),
         "cohort_verdicts": write_table(all_verdicts, out / "cohort_verdicts.tsv"),

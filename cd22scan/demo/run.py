@@ -6,6 +6,12 @@ Patients (GRCh38, paired-end, fr-stranded; baseline and relapse each):
 * DEMO2 antigen loss: 4× fewer CD22 fragments at relapse, library size held fixed;
 * DEMO3 mutation: a frameshift deletion (VAF 0.4) and a missense SNV (VAF 0.3) in exon 4;
 * DEMO4 no escape: the same expression, splicing and sequence at both time points.
+
+and a panel cohort (``OUT/panel``, ``run --targets`` over CD19, CD22 and the lineage markers,
+the CAR of each patient in the sheet's ``car`` column; issue 15):
+* DEMO5 after a CD19 CAR (FMC63): CD19 Δexon 2 in 50 % of relapse molecules (epitope lost);
+* DEMO6 after a CD22 CAR (m971): CD22 Δexons 5-6 in 50 % of relapse molecules (epitope kept);
+* DEMO7 after a CD19 CAR (FMC63): lineage switch, B markers 30x down, myeloid markers 30x up.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from cd22scan.cohort.panel_run import run_panel_cohort
 from cd22scan.cohort.run import run_cohort, worker_pool
 from cd22scan.console import progress
-from cd22scan.demo.simulate import add_background_reads, cd22_grch38, simulate
+from cd22scan.demo.simulate import add_background_reads, cd22_grch38, simulate, simulate_panel
 from cd22scan.outputs.files import prepare_out_dir
 from cd22scan.sample.scan import ScanParams
+from cd22scan.target.panel import lineage_markers
 
 log = logging.getLogger("cd22scan")
 
@@ -99,10 +107,81 @@ def make_demo_cohort(data_dir: Path, seed: int, jobs: int = 2) -> Path:
     return sheet
 
 
-def run_demo(out_dir: str | Path, seed: int = 22, jobs: int = 2) -> Path:
+PANEL_TARGET_FRAGMENTS = 2000
+PANEL_MARKER_FRAGMENTS = 600
+PANEL_LOW = 20  # a marker of the other lineage
+
+
+def panel_genes() -> tuple[str, ...]:
+    """The demo panel: CD19, CD22 and the lineage markers (lineage_markers.tsv)."""
+    markers = [g for genes in lineage_markers().values() for g in genes]
+    return tuple(dict.fromkeys(("CD19", "CD22", *markers)))
+
+
+def _panel_patients() -> list[tuple[str, str, dict, dict]]:
+    markers = lineage_markers()
+    normal = {g: {"n_fragments": PANEL_MARKER_FRAGMENTS} for g in markers["B"]}
+    normal |= {g: {"n_fragments": PANEL_LOW} for g in markers["myeloid"]}
+    normal |= {g: {"n_fragments": PANEL_TARGET_FRAGMENTS} for g in ("CD19", "CD22")}
+    switched = {g: {"n_fragments": PANEL_LOW} for g in markers["B"]}
+    switched |= {g: {"n_fragments": PANEL_MARKER_FRAGMENTS} for g in markers["myeloid"]}
+
+    def spliced(gene: str, isoform: str) -> dict:
+        relapse = dict(normal)
+        relapse[gene] = {"n_fragments": PANEL_TARGET_FRAGMENTS,
+                         "isoforms": {"canonical": 0.5, isoform: 0.5}}  # fmt: skip
+        return relapse
+
+    return [
+        ("DEMO5", "CD19:FMC63", normal, spliced("CD19", "skip:2")),
+        ("DEMO6", "CD22:m971", normal, spliced("CD22", "skip:5-6")),
+        ("DEMO7", "CD19:FMC63", normal, switched),
+    ]
+
+
+def _simulate_panel_sample(task: tuple) -> tuple[str, str, str, str]:
+    data_dir, patient, timepoint, genes, seed, reference_seed = task
+    sample = f"{patient}_{timepoint}"
+    order = {g: genes[g] for g in panel_genes()}
+    bam = simulate_panel(data_dir / sample, seed=seed, genes=order, sample=sample,
+                         background=BACKGROUND, reference_seed=reference_seed)  # fmt: skip
+    return patient, sample, timepoint, str(bam)
+
+
+def make_demo_panel(data_dir: Path, seed: int, jobs: int = 2) -> Path:
+    """Simulate the panel cohort's BAMs and write its sample sheet (with a car column)."""
+    tasks, cars = [], {}
+    for i, (patient, car, baseline, relapse) in enumerate(_panel_patients()):
+        cars[patient] = car
+        for j, (timepoint, genes) in enumerate((("baseline", baseline), ("relapse", relapse))):
+            tasks.append((data_dir, patient, timepoint, genes, seed * 1000 + 100 * i + 50 * j,
+                          seed * 1000 + 100 * i))  # fmt: skip
+    log.info("simulating %d samples over %d genes (GRCh38)", len(tasks), len(panel_genes()))
+    with (
+        progress("samples simulated", unit=" samples", total=len(tasks)) as bar,
+        worker_pool(jobs) as pool,
+    ):
+        done = []
+        for result in (pool.map if pool else map)(_simulate_panel_sample, tasks):
+            done.append(result)
+            bar.update(1)
+    rows = ["patient\tsample\ttimepoint\tpath\tcar"]
+    for patient, sample, timepoint, bam in done:
+        rel = Path(bam).relative_to(data_dir)
+        rows.append(f"{patient}\t{sample}\t{timepoint}\t{rel}\t{cars[patient]}")
+    sheet = data_dir / "samples.tsv"
+    sheet.write_text("\n".join(rows) + "\n")
+    return sheet
+
+
+def run_demo(out_dir: str | Path, seed: int = 22, jobs: int = 2) -> tuple[Path, Path]:
+    """The CD22 cohort (``OUT/cohort``) and the panel cohort (``OUT/panel``); returns both."""
     out = prepare_out_dir(out_dir)
     data = prepare_out_dir(out / "input")
     sheet = make_demo_cohort(data, seed, jobs)
     cohort_dir = out / "cohort"
     run_cohort(sheet, cohort_dir, ScanParams(), jobs=jobs)
-    return cohort_dir
+    panel_sheet = make_demo_panel(prepare_out_dir(out / "input_panel"), seed, jobs)
+    panel_dir = out / "panel"
+    run_panel_cohort(panel_sheet, panel_dir, panel_genes(), ScanParams(), jobs=jobs)
+    return cohort_dir, panel_dir

@@ -1302,6 +1302,42 @@ def write_gtf(
     return path
 
 
+def simulate_panel(
+    out_dir,
+    *,
+    seed: int,
+    genes: dict[str, dict],
+    sample: str,
+    background: int = 20_000,
+    build: str = "GRCh38",
+    reference_seed: int | None = None,
+) -> Path:
+    """One sample over several built-in genes (a panel): each gene simulated on its real contig
+    with its own ``simulate`` keywords (``genes[gene]``: n_fragments, isoforms, variants, ...),
+    merged into ``out_dir/SAMPLE.bam`` (indexed), plus ``background`` unspliced reads 1-3 Mb
+    past the first gene on its contig (the rest of the library, so that library sizes match).
+    Gene k is drawn with seed ``seed + k`` and reference seed ``reference_seed + k`` (default
+    ``seed + k``): give both time points of a patient one ``reference_seed``. No reference
+    FASTA is written. Returns the BAM's path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for k, (gene, keywords) in enumerate(genes.items()):
+        spec = builtin_spec(gene, build)
+        ref_seed = (reference_seed if reference_seed is not None else seed) + k
+        sim = simulate(out / f"{sample}.{gene}", seed=seed + k, gene=spec, sample=sample,
+                       write_reference=False, reference_seed=ref_seed, **keywords)  # fmt: skip
+        if k == 0 and background:
+            start = spec.end + 1_000_000
+            end = min(start + 2_000_000, spec.length_of_contig)
+            add_background_reads(sim.bam, background, seed=seed, start=start, end=end)
+        parts.append(str(sim.bam))
+    bam = out / f"{sample}.bam"
+    pysam.merge("-f", "-o", str(bam), *parts, catch_stdout=False)
+    pysam.index(str(bam))
+    return bam
+
+
 def add_background_reads(
     bam: str | os.PathLike[str], n_reads: int, *, seed: int, start: int, end: int
 ) -> Path:

@@ -836,7 +836,7 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
-def mechanism_svg(summary: pl.DataFrame) -> str:
+def mechanism_svg(summary: pl.DataFrame, fig_id: str = "fig-mechanisms") -> str:
     rows = summary.to_dicts() if summary.height else []
     top, row_h = 20.0, 34.0
     x0, x1 = 200.0, WIDTH - 140
@@ -867,7 +867,7 @@ def mechanism_svg(summary: pl.DataFrame) -> str:
             text_anchor="middle",
         )
     )
-    return _svg("fig-mechanisms", "Escape mechanisms across the cohort", height, body)
+    return _svg(fig_id, "Escape mechanisms across the cohort", height, body)
 
 
 def _cohort_target(out: Path) -> str:
@@ -876,7 +876,8 @@ def _cohort_target(out: Path) -> str:
     import json
 
     seen: dict[str, list[str]] = {k: [] for k in ("gene", "transcript", "build", "scanned window")}
-    for path in sorted((out / "scans").glob("*.summary.json")):
+    scans = out / "scans"
+    for path in sorted([*scans.glob("*.summary.json"), *scans.glob("*/*.summary.json")]):
         try:
             s = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -899,51 +900,93 @@ def _cohort_target(out: Path) -> str:
     return "; ".join(f"{key} {', '.join(v)}" for key, v in seen.items() if v)
 
 
+def _verdict_rows(out: Path, verdicts: pl.DataFrame, folder: str) -> str:
+    rows = []
+    with_car = "car" in verdicts.columns and verdicts["car"].drop_nulls().len() > 0
+    for r in verdicts.iter_rows(named=True):
+        flags = [label for column, label in MECHANISMS if _truthy(r.get(column))]
+        pair = str(r.get("pair") or "")
+        href = f"pairs/{folder}{pair}.report.html"
+        found = pair and (out / href).is_file()
+        link = f'<a href="{_e(href)}">{_e(pair)}</a>' if found else _e(pair)
+        cells = [
+            (_e(r.get("patient")), False),
+            (link, False),
+            (_e(", ".join(flags) or "none"), False),
+            (_e(r.get("n_called")), True),
+            (_e(r.get("verdict")), False),
+        ]
+        if with_car:
+            car = f"{r.get('car')}: {r.get('binder_verdict')}" if r.get("car") else ""
+            cells.append((_e(car), False))
+        rows.append(("escape" if flags else "", cells))
+    headers = ("patient", "pair (report)", "escape", "called", "verdict")
+    return _table((*headers, "CAR") if with_car else headers, rows)
+
+
+def _lineage_section(out: Path) -> str:
+    path = out / "cohort_lineage.tsv"
+    if not path.is_file():
+        return ""
+    lineage = _read_tsv(path)
+    rows = [
+        (
+            "escape" if _truthy(r.get("lineage_switch")) else "",
+            [
+                (_e(r.get("patient")), False),
+                (_e(r.get("pair")), False),
+                (_e(_fmt(r.get("b_log2fc"))), True),
+                (_e(_fmt(r.get("myeloid_log2fc"))), True),
+                (_e(r.get("text")), False),
+            ],
+        )
+        for r in lineage.iter_rows(named=True)
+    ]
+    headers = ("patient", "pair", "B markers log2FC", "myeloid markers log2FC", "lineage")
+    return '<section id="lineage"><h2>Lineage switch</h2>' + _table(headers, rows) + "</section>"
+
+
 def render_cohort_report(out_dir: str | os.PathLike[str]) -> str:
+    """The cohort page: summary, mechanisms and verdicts (one block per gene of a panel run,
+    each linking its pairs' reports in pairs/GENE/), the lineage-switch table of a panel run,
+    and the called events."""
     out = Path(out_dir)
     verdicts = _read_tsv(out / "cohort_verdicts.tsv")
     summary = _read_tsv(out / "cohort_summary.tsv")
     events = _read_tsv(out / "cohort_events.tsv", schema_overrides={"feature": pl.Utf8})
-    lines = summary["text"].to_list() if summary.height and "text" in summary.columns else []
+    genes = (
+        list(dict.fromkeys(verdicts["gene"].to_list()))
+        if verdicts.height and "gene" in verdicts.columns
+        else []
+    )
+    panel = len(genes) > 1
     parts = [
         "<h1>cd22scan cohort report</h1>",
         f'<p class="meta" id="target">{_e(_cohort_target(out))}</p>',
         f'<p class="meta" id="tool">{_e(version_text())}; {_e(out.resolve())}</p>',
-        '<section id="summary"><h2>Summary</h2><ul>'
-        + "".join(f"<li>{_e(line)}</li>" for line in lines)
-        + ("" if lines else "<li>no patients compared</li>")
-        + "</ul></section>",
-        "<h2>Mechanisms</h2><figure>",
-        mechanism_svg(summary),
-        "</figure>",
-        "<h2>Per-patient verdicts</h2>",
     ]
-    if verdicts.height:
-        rows = []
-        for r in verdicts.iter_rows(named=True):
-            flags = [label for column, label in MECHANISMS if _truthy(r.get(column))]
-            pair = str(r.get("pair") or "")
-            report = out / "pairs" / f"{pair}.report.html"
-            link = (
-                f'<a href="pairs/{_e(pair)}.report.html">{_e(pair)}</a>'
-                if pair and report.is_file()
-                else _e(pair)
-            )
-            rows.append(
-                (
-                    "escape" if flags else "",
-                    [
-                        (_e(r.get("patient")), False),
-                        (link, False),
-                        (_e(", ".join(flags) or "none"), False),
-                        (_e(r.get("n_called")), True),
-                        (_e(r.get("verdict")), False),
-                    ],
-                )
-            )
-        parts.append(_table(("patient", "pair (report)", "escape", "called", "verdict"), rows))
-    else:
-        parts.append("<p>No baseline–relapse pairs were compared.</p>")
+    for gene in genes if panel else [None]:
+        mine = summary.filter(pl.col("gene") == gene) if gene else summary
+        lines = mine["text"].to_list() if mine.height and "text" in mine.columns else []
+        suffix = f"-{gene}" if gene else ""
+        if gene:
+            parts.append(f'<h2 id="target-{_e(gene)}">{_e(gene)}</h2>')
+        parts += [
+            f'<section id="summary{_e(suffix)}"><h2>Summary</h2><ul>'
+            + "".join(f"<li>{_e(line)}</li>" for line in lines)
+            + ("" if lines else "<li>no patients compared</li>")
+            + "</ul></section>",
+            "<h2>Mechanisms</h2><figure>",
+            mechanism_svg(mine, f"fig-mechanisms{suffix}"),
+            "</figure>",
+            "<h2>Per-patient verdicts</h2>",
+        ]
+        shown = verdicts.filter(pl.col("gene") == gene) if gene else verdicts
+        if shown.height:
+            parts.append(_verdict_rows(out, shown, f"{gene}/" if gene else ""))
+        else:
+            parts.append("<p>No baseline–relapse pairs were compared.</p>")
+    parts.append(_lineage_section(out))
     if events.height and "called" in events.columns:
         called = events.filter(pl.col("called").cast(pl.Utf8).str.to_lowercase() == "true")
         parts.append("<h2>Called events</h2>")
@@ -954,6 +997,7 @@ def render_cohort_report(out_dir: str | os.PathLike[str]) -> str:
                     [
                         (_e(r.get("patient")), False),
                         (_e(r.get("pair")), False),
+                        (_e(r.get("gene")), False),
                         (_e(r.get("event_type")), False),
                         (_e(r.get("feature")), False),
                         (_e(_fmt(r.get("baseline_value"))), True),
@@ -964,12 +1008,9 @@ def render_cohort_report(out_dir: str | os.PathLike[str]) -> str:
                 )
                 for r in called.iter_rows(named=True)
             ]
-            parts.append(
-                _table(
-                    ("patient", "pair", "event", "feature", "baseline", "relapse", "effect", "q"),
-                    rows,
-                )
-            )
+            headers = ("patient", "pair", "gene", "event", "feature", "baseline", "relapse",
+                       "effect", "q")  # fmt: skip
+            parts.append(_table(headers, rows))
         else:
             parts.append("<p>No event passed the thresholds.</p>")
     return _page("cd22scan cohort report", "\n".join(parts))

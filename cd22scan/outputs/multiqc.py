@@ -263,9 +263,12 @@ def _verdict_table(verdicts: pl.DataFrame) -> str:
     lines = [f"# {key}: {json.dumps(value)}" for key, value in config.items()]
     present = [c for c in VERDICT_COLUMNS if c in verdicts.columns]
     lines.append("\t".join(["pair", *present]))
+    # a panel run has one row per pair and gene: the row name (MultiQC's key) names both
+    panel = "gene" in verdicts.columns and verdicts["gene"].n_unique() > 1
     if verdicts.height and "pair" in verdicts.columns:
         for row in verdicts.iter_rows(named=True):
-            lines.append("\t".join(_cell(row.get(c)) for c in ["pair", *present]))
+            key = f"{row['pair']} {row['gene']}" if panel else row.get("pair")
+            lines.append("\t".join([_cell(key), *(_cell(row.get(c)) for c in present)]))
     return "\n".join(lines) + "\n"
 
 
