@@ -121,6 +121,20 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
     )
     r.add_argument("--padding", type=int, default=500, help="bases read beyond the gene [500]")
     r.add_argument(
+        "--long-reads",
+        action="store_true",
+        help="long reads (ONT, PacBio): also assign each read to an isoform (full-length, Δex2, "
+        "retained intron, novel, fragment) and write the isoform, event and co-occurrence "
+        "tables; compare then tests event fractions per molecule (needs an index)",
+    )
+    r.add_argument(
+        "--junction-tolerance",
+        type=int,
+        default=12,
+        metavar="NT",
+        help="long reads: a junction within NT of an exon boundary is that boundary [12]",
+    )
+    r.add_argument(
         "-@",
         "--threads",
         type=int,
@@ -152,6 +166,8 @@ def _params_from_args(args: argparse.Namespace):
         padding=args.padding,
         threads=args.threads,
         region=args.region,
+        long_reads=args.long_reads,
+        junction_tolerance=args.junction_tolerance,
     )
 
 

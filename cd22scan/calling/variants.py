@@ -717,6 +717,8 @@ FILTERS = {
     "site has reads on both",
     "read_end": "Allele on average within 5 bases of the aligned read ends (alignment artefacts, "
     "adapter and end-repair errors)",
+    "long_read_errors": "Long-read scan (--long-reads): allele calls assume short-read error "
+    "rates and are not made on 5-10 % error reads",
 }
 MIN_SUPPORT_READS = 3  # = call_variants' min_alt: below it any count is noise-level
 MIN_DISTINCT_STARTS = 3  # two starts can be two duplicate stacks; three is the least to trust

@@ -38,7 +38,13 @@ from cd22scan.comparison.pair import Thresholds
 from cd22scan.console import progress
 from cd22scan.errors import Cd22scanError, InputError, UsageError
 from cd22scan.outputs.files import prepare_out_dir, write_table
-from cd22scan.outputs.scandir import PANEL_SUFFIX, load_scan, scan_file_names, write_panel
+from cd22scan.outputs.scandir import (
+    PANEL_SUFFIX,
+    load_scan,
+    long_read_file_names,
+    scan_file_names,
+    write_panel,
+)
 from cd22scan.sample.panel import scan_panel
 from cd22scan.sample.scan import ScanParams, load_target
 from cd22scan.target.binders import Binder
@@ -167,7 +173,7 @@ def run_panel_cohort(
         if folder.resolve() == scans_dir.resolve():
             files[scans_dir / f"{row.sample}{PANEL_SUFFIX}"] = "scan"
             for gene in have[row.sample]:
-                for name in scan_file_names(row.sample):
+                for name in scan_file_names(row.sample) + long_read_file_names(row.sample):
                     files[scans_dir / gene / name] = "scan"
     for key, path in written.items():
         kind = "multiqc" if key.startswith("multiqc:") else "cohort"

@@ -35,7 +35,7 @@ from cd22scan.outputs.files import (
 )
 from cd22scan.outputs.html import write_cohort_report, write_pair_report
 from cd22scan.outputs.multiqc import sample_metrics, write_multiqc_files
-from cd22scan.outputs.scandir import load_scan, scan_file_names, write_scan
+from cd22scan.outputs.scandir import load_scan, long_read_file_names, scan_file_names, write_scan
 from cd22scan.outputs.vcf import NO_REFERENCE_NOTE, write_pair_vcf
 from cd22scan.sample.scan import ScanParams, ScanResult, load_target, scan
 from cd22scan.target.annotation import GeneModel
@@ -609,7 +609,7 @@ def run_files(
     files: dict[Path, str] = {}
     for row in rows:
         if not row.path.is_dir() or row.path.resolve() == scans_dir.resolve():
-            for name in scan_file_names(row.sample):
+            for name in scan_file_names(row.sample) + long_read_file_names(row.sample):
                 files[scans_dir / name] = "scan"
     for pair in pairs:
         for suffix in PAIR_SUFFIXES:

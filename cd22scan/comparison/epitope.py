@@ -85,7 +85,7 @@ def _exon_of_codon(model: GeneModel, codon: int) -> int | None:
 
 def _removed_exons(row: dict[str, Any]) -> tuple[int, ...] | None:
     feature = row["feature"] or ""
-    if row["event_type"] in ("exon_skipping", "isoform_shift"):
+    if row["event_type"] in ("exon_skipping", "isoform_shift", "long_read_isoform"):
         m = _SKIP.match(feature)
         if m:
             first = int(m.group(1))
@@ -190,6 +190,8 @@ def classify(row: dict[str, Any], model: GeneModel, binder: Binder | None) -> Ep
     exons = _removed_exons(row)
     if exons is not None:
         return _skipped(exons, model, binder)
+    if kind == "long_read_isoform" and (row["feature"] or "").startswith("IR"):
+        kind, row = "intron_retention", {**row, "feature": f"intron {row['feature'][2:]}"}
     if kind == "intron_retention":
         m = _INTRON.match(row["feature"] or "")
         known = [e for e in model.known_events if e.kind == "intron_retention"]
@@ -205,7 +207,7 @@ def classify(row: dict[str, Any], model: GeneModel, binder: Binder | None) -> Ep
             UNKNOWN, f"{row['feature']} retained: the protein of the retaining transcript is not "
             "predicted (most are degraded by nonsense-mediated decay)"
         )  # fmt: skip
-    if kind in ("novel_junction", "isoform_shift"):
+    if kind in ("novel_junction", "isoform_shift", "long_read_isoform"):
         return Epitope(UNKNOWN, f"junction {row['feature']}: the protein it makes is not predicted")
     if kind == "mutation":
         return _mutation(row, model, binder)

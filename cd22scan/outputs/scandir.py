@@ -23,6 +23,14 @@ from cd22scan.outputs.files import (
 )
 from cd22scan.outputs.formats import junction_names, write_junctions_bed12
 from cd22scan.outputs.vcf import write_scan_vcf
+from cd22scan.sample.longreads import (
+    COOCCURRENCE_COLUMNS,
+    ISOFORM_COLUMNS,
+    LongReadTables,
+)
+from cd22scan.sample.longreads import (
+    EVENT_COLUMNS as LONG_READ_EVENT_COLUMNS,
+)
 from cd22scan.sample.panel import PanelScan
 from cd22scan.sample.scan import ScanResult, evidence_schema
 from cd22scan.sample.tables import EXON_SCHEMA, INDEL_SCHEMA, INTRON_SCHEMA, JUNCTION_SCHEMA
@@ -53,10 +61,34 @@ SCAN_SUFFIXES = (*[s for s in SCAN_FILES.values() if s != "summary.json"],
                  "variants.vcf.gz.tbi", "summary.json")  # fmt: skip
 
 
+# written only by a --long-reads scan (not in SCAN_SUFFIXES: a workflow cannot expect them)
+LONG_READ_FILES = {
+    "isoforms": "long_read_isoforms.tsv",
+    "events": "long_read_events.tsv",
+    "cooccurrence": "long_read_cooccurrence.tsv",
+}
+
+
+def _names(sample: str, suffixes: tuple[str, ...]) -> list[str]:
+    twins = [s.removesuffix(".tsv") + ".parquet" for s in suffixes if s.endswith(".tsv")]
+    return [f"{sample}.{suffix}" for suffix in (*twins, *suffixes)]
+
+
 def scan_file_names(sample: str) -> list[str]:
     """Every file ``write_scan`` writes for ``sample`` (Parquet twins and the VCF index too)."""
-    twins = [s.removesuffix(".tsv") + ".parquet" for s in SCAN_SUFFIXES if s.endswith(".tsv")]
-    return [f"{sample}.{suffix}" for suffix in (*twins, *SCAN_SUFFIXES)]
+    return _names(sample, SCAN_SUFFIXES)
+
+
+def long_read_file_names(sample: str) -> list[str]:
+    """The files a --long-reads scan writes besides ``scan_file_names``."""
+    return _names(sample, tuple(LONG_READ_FILES.values()))
+
+
+LONG_READ_SCHEMAS = {
+    "isoforms": ISOFORM_COLUMNS,
+    "events": LONG_READ_EVENT_COLUMNS,
+    "cooccurrence": COOCCURRENCE_COLUMNS,
+}
 
 
 def write_scan(result: ScanResult, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
@@ -78,6 +110,9 @@ def write_scan(result: ScanResult, out_dir: str | os.PathLike[str]) -> dict[str,
         for name, frame in calls.frames().items():
             write_parquet(frame, stage / files[f"calls_{name}"])
         write_scan_vcf(result, stage / files["vcf"], calls.variants)
+        if result.long_reads is not None:
+            for name, suffix in LONG_READ_FILES.items():
+                write_table(getattr(result.long_reads, name), stage / f"{result.sample}.{suffix}")
         # The model makes the directory self-contained: load_scan never re-reads the GTF.
         write_json(model_to_json(result.model), stage / files["model"])
         # The summary goes last: its presence marks a complete scan directory.
@@ -211,7 +246,23 @@ def load_scan(directory: str | Path, sample: str | None = None) -> ScanResult:
         summary=summary,
         evidence=evidence,
         calls=_load_calls(directory, sample, summary),
+        long_reads=_load_long_reads(directory, sample, summary),
     )
+
+
+def _load_long_reads(directory: Path, sample: str, summary: dict) -> LongReadTables | None:
+    """The long-read tables of a --long-reads scan (its summary has ``long_reads``), or None."""
+    if not summary.get("long_reads"):
+        return None
+    frames = {}
+    for name, suffix in LONG_READ_FILES.items():
+        path = directory / f"{sample}.{suffix}"
+        try:
+            frames[name] = pl.read_csv(path, separator="\t", schema=LONG_READ_SCHEMAS[name])
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise InputError(f"{path}: cannot read table ({exc})") from None
+    info = summary["long_reads"]
+    return LongReadTables(reads=int(info.get("reads_assigned") or 0), summary=info, **frames)
 
 
 # --- panel scans (issue 15): OUT/GENE/ one-gene scan directories + OUT/NAME.panel.json --------

@@ -7,6 +7,7 @@ summary dict and writes nothing (``scandir.write_scan`` does).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,9 +68,16 @@ class ScanParams:
     padding: int = DEFAULT_PADDING
     threads: int = 1
     region: str | None = None  # "chr:start-end" (1-based inclusive): scanned as a pseudo-gene
+    long_reads: bool = False  # also assign each read to an isoform (sample/longreads.py)
+    junction_tolerance: int = 12  # long reads: nt a junction may be off an exon boundary
 
     def validate(self) -> None:
-        for name in ("min_mapq", "min_baseq", "min_anchor", "padding"):
+        if self.long_reads and (self.stream or self.region):
+            raise UsageError(
+                "--long-reads needs an indexed BAM/CRAM (it re-reads the gene's alignments) and "
+                "a gene model; not --stream, standard input or --region"
+            )
+        for name in ("min_mapq", "min_baseq", "min_anchor", "padding", "junction_tolerance"):
             value = getattr(self, name)
             if value < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0; got {value}")
@@ -102,6 +110,9 @@ class ScanResult:
     # (calling.sample.sample_calls), a loaded scan directory hands in the ones it holds. Typed
     # Any because the sample stage does not import the stage after it.
     calls: Any = field(default=None, repr=False, compare=False)
+    # Long reads (``--long-reads``): a ``longreads.LongReadTables`` (isoforms, events,
+    # co-occurrence), None for short-read scans.
+    long_reads: Any = field(default=None, repr=False, compare=False)
 
 
 def choose_model(
@@ -408,7 +419,61 @@ def scan(
                 on_batch=bar.update,
             )
         done = _collect(path, source, job, stats)
-    return _tables(path, job, done, started)
+    result = _tables(path, job, done, started)
+    if params.long_reads:
+        add_long_reads(result, path, params)
+    else:
+        hint = long_read_hint(path, params.reference)
+        if hint:
+            result.summary["long_reads_suspected"] = hint
+            log.warning("%s: %s; scan with --long-reads for per-molecule isoforms", path, hint)
+    return result
+
+
+def long_read_hint(path: str, reference: str | None = None) -> str | None:
+    """Why ``path`` looks like long reads (its @PG lines name a long-read aligner or preset),
+    or None. Standard input is not looked at (it can be read once)."""
+    if path == "-" or not os.path.isfile(path):
+        return None
+    try:
+        with htslib_quiet(), pysam.AlignmentFile(path, reference_filename=reference) as handle:
+            programs = handle.header.to_dict().get("PG", [])
+    except (OSError, ValueError):
+        return None
+    for pg in programs:
+        line = f"{pg.get('PN', '')} {pg.get('CL', '')}"
+        if "splice:sr" in line:  # minimap2's short-read splice preset
+            continue
+        for mark in ("splice:hq", "map-ont", "map-pb", "map-hifi", "-ax splice", "pbmm2",
+                     "-x splice"):  # fmt: skip
+            if mark in line:
+                return f"@PG {pg.get('ID', '')} ({mark}) is a long-read alignment"
+    return None
+
+
+def add_long_reads(result: ScanResult, path: str, params: ScanParams) -> None:
+    """Assign each alignment to an isoform (``longreads.long_read_tables``) and keep the
+    tables and their summary in ``result``."""
+    from cd22scan.sample.longreads import long_read_tables
+
+    if path == "-":
+        raise UsageError("--long-reads re-reads the gene's alignments: give a file, not stdin")
+    tables_ = long_read_tables(
+        path,
+        result.model,
+        tolerance=params.junction_tolerance,
+        min_mapq=params.min_mapq,
+        reference=params.reference,
+    )
+    result.long_reads = tables_
+    result.summary["long_reads"] = tables_.summary
+    log.info(
+        "%s: %d long reads assigned to isoforms (%d full-length, median %s nt)",
+        result.sample,
+        tables_.reads,
+        tables_.summary["full_length_reads"],
+        tables_.summary["median_read_length"],
+    )
 
 
 def _tables(path: str, job: _Job, done: _Read, started: float) -> ScanResult:
