@@ -194,6 +194,20 @@ def binomial_lrt(k1: int, n1: int, k2: int, n2: int) -> float:
 # --- expression ----------------------------------------------------------------------------------
 
 
+def binomial_upper_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), exact (summed in log space); 1.0 for k <= 0."""
+    _check_counts(k, n, "binomial_upper_tail")
+    if not 0 < p < 1:
+        raise ValueError(f"p must be in (0, 1), got {p}")
+    if k <= 0:
+        return 1.0
+    xs = np.arange(k, n + 1)
+    log_pmf = np.array([_log_choose(n, int(x)) for x in xs]) + xs * math.log(p)
+    log_pmf += (n - xs) * math.log1p(-p)
+    top = float(log_pmf.max())
+    return float(min(1.0, math.exp(top) * np.exp(log_pmf - top).sum()))
+
+
 def rho_from_nb_dispersion(phi: float, share: float = 0.5) -> float:
     """Beta-binomial rho that matches negative-binomial dispersion ``phi`` (var = m + phi·m²).
 

@@ -92,6 +92,7 @@ from cd22scan.calling.sample import SampleCalls, call_sample, sample_calls
 from cd22scan.calling.stats import (
     benjamini_hochberg,
     beta_binomial_two_sample_test,
+    binomial_upper_tail,
     log2_fold_change,
     poisson_rate_test,
     rho_from_nb_dispersion,
@@ -181,6 +182,8 @@ EVENT_COLUMNS = {
     "car": pl.Utf8,  # the binder the epitope was judged against (--car), null without one
     "epitope": pl.Utf8,  # epitope.CLASSES, escape rows only
     "epitope_reason": pl.Utf8,
+    # mutation rows: the baseline's depth at the site (BASELINE_STATUSES)
+    "baseline_status": pl.Utf8,
 }
 
 VERDICT_COLUMNS = {
@@ -218,6 +221,13 @@ MUTATION_COLUMNS: dict[str, type[pl.DataType]] = {
 _ANNOTATION = ("gene", "transcript", "contig", "kind", "consequence", "hgvs_c", "hgvs_p")
 _ANNOTATION_NUMBERS = ("exon", "intron")
 
+# Baseline depth at a relapse allele's site: >= BASELINE_MIN_DEPTH "covered", fewer
+# "low_coverage", none "not_covered". Without baseline reads the two-sample test has nothing to
+# compare; the relapse allele is then tested alone, against sequencing error
+# (BASELINE_BLIND_ERROR per base, binomial upper tail), effect = its VAF, and the row and verdict
+# say the baseline was not covered: absence of baseline evidence is not absence.
+BASELINE_MIN_DEPTH = 20
+BASELINE_BLIND_ERROR = 0.01
 LONG_READ_FILTER = "long_read_errors"  # variants.FILTERS
 LONG_READ_MUTATIONS = (
     "long reads: allele calls need an error model for 5-10 % error reads, not built yet; "
@@ -603,6 +613,12 @@ def _mutation_rows(
         kr, nr = (xr["alt_reads"], xr["depth"]) if xr else (0, _site_depth(r.bases, at))
         note = xr if xr is not None and (xb is None or xr["vaf"] >= xb["vaf"]) else xb
         assert note is not None
+        depth_b = max(nb, kb)
+        status = (
+            "covered"
+            if depth_b >= BASELINE_MIN_DEPTH
+            else ("low_coverage" if depth_b > 0 else "not_covered")
+        )
         rows.append(
             _proportion_row(
                 "mutation",
@@ -617,8 +633,13 @@ def _mutation_rows(
                 hgvs_p=note["hgvs_p"],
                 # FILTER of the sample with the higher VAF (the one that shows the change)
                 filter=note.get("filter"),
+                baseline_status=status,
             )
         )
+        if status == "not_covered" and nr > 0:
+            row = rows[-1]
+            row["effect"] = kr / max(nr, kr)
+            row["p_value"] = binomial_upper_tail(kr, max(nr, kr), BASELINE_BLIND_ERROR)
         alleles.append(
             (
                 _allele_row(note, xb, b.sample, max(nb, kb)),
@@ -676,6 +697,7 @@ def _mechanism(row: dict[str, Any]) -> str | None:
         and row["direction"] == "up"
         and row["consequence"] in PROTEIN_ALTERING
         and row.get("filter") in (None, "PASS")
+        and row.get("baseline_status") != "not_covered"  # new or pre-existing: cannot tell
     ):
         return "mutation"
     return None
@@ -695,6 +717,8 @@ def _describe(row: dict[str, Any]) -> str:
     feature = row["feature"]
     if row["event_type"] == "mutation" and row["hgvs_p"]:
         feature = f"{feature} {row['hgvs_p']}"
+    if row["event_type"] == "mutation" and row.get("baseline_status") == "not_covered":
+        feature = f"{feature} (baseline not covered: VAF vs sequencing error)"
     elif row["event_type"] == "expression_loss":
         feature = "gene expression"
     elif row["event_type"] == "isoform_shift":
@@ -780,6 +804,31 @@ def _splicing_power(fb: dict, fr: dict, model: GeneModel, t: Thresholds) -> str 
         f"best of the {where}: {name} donor has {nb} (baseline) / {nr} (relapse) canonical "
         f"junction reads; a ΔPSI of {t.min_delta_psi:g} would give p={p:.2g} or fewer than "
         f"{t.min_reads} reads"
+    )
+
+
+def _blind_mutations(rows: list[dict[str, Any]]) -> str | None:
+    """Why mutation escape cannot be judged when called protein-altering relapse alleles sit
+    where the baseline has no read (new or pre-existing cannot be told), else None."""
+    blind = [
+        row
+        for row in rows
+        if row["event_type"] == "mutation"
+        and row["called"]
+        and row.get("baseline_status") == "not_covered"
+        and row["consequence"] in PROTEIN_ALTERING
+        and row.get("filter") in (None, "PASS")
+    ]
+    if not blind:
+        return None
+    named = ", ".join(
+        f"{row['feature']}{' ' + row['hgvs_p'] if row['hgvs_p'] else ''} VAF "
+        f"{row['relapse_value']:.2f}"
+        for row in blind[:3]
+    )
+    return (
+        f"relapse allele(s) at sites the baseline does not cover: {named}; new or pre-existing "
+        "cannot be told"
     )
 
 
@@ -999,7 +1048,8 @@ def compare_samples(
             "mutation" in mechanisms,
             LONG_READ_MUTATIONS
             if long_reads
-            else _mutation_power(baseline, relapse, sb.has_reference and sr.has_reference, t),
+            else _blind_mutations(rows)
+            or _mutation_power(baseline, relapse, sb.has_reference and sr.has_reference, t),
         ),
     }
     verdict_text = _verdict_text(rows, statuses)
