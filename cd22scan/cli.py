@@ -54,7 +54,10 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--targets",
         metavar="LIST",
-        help="several genes in one pass over the file, e.g. CD19,CD22; 'b-all' = CD19,CD22, "
+        nargs="?",
+        const="b-all",
+        help="several genes in one pass over the file, e.g. CD19,CD22 (--targets alone: the "
+        "B-ALL targets CD19,CD22); 'b-all' = CD19,CD22, "
         "'all' = the six CAR targets (CD19, CD22, MS4A1/CD20, TNFRSF17/BCMA, GPRC5D, CD7), "
         "'panel' = targets and lineage markers; with --gtf, genes of the GTF. Writes one "
         "scan folder per gene (OUT/GENE/) and OUT/NAME.panel.json",

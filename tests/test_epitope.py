@@ -186,6 +186,8 @@ def test_compare_with_car_says_what_the_event_means_for_the_binder(
     assert events.filter(~pl.col("escape"))["epitope"].null_count() == events.height - escape.height
     report = (tmp_path / "with" / "report.html").read_text()
     assert text in report
+    binder_name = car.split(":")[1]
+    assert 'class="epitope"' in report and f"{binder_name} epitope (exon" in report
     # without --car: no binder, the verdict text as before, events classed without a binder
     assert main([*argv, "-o", str(tmp_path / "without")]) == 0
     plain = pl.read_csv(tmp_path / "without" / "verdict.tsv", separator="\t").row(0, named=True)

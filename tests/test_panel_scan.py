@@ -152,3 +152,12 @@ def test_cli_targets_refusals(panel_bam, tmp_path):
                  "exons", "-o", "-"]) == 64  # fmt: skip
     assert main(["scan", str(bam), "--targets", "all", "--region", "chrT:1-100",
                  "-o", str(tmp_path / "y")]) == 64  # fmt: skip
+
+
+def test_targets_alone_means_the_b_all_targets():
+    from cd22scan.cli import build_parser
+
+    args = build_parser().parse_args(["scan", "x.bam", "--targets", "-o", "out"])
+    assert args.targets == "b-all"
+    args = build_parser().parse_args(["scan", "x.bam", "-o", "out"])
+    assert args.targets is None  # no --targets: one gene (--gene, CD22)

@@ -532,9 +532,14 @@ def _exon_shares(result: ScanResult) -> dict[int, float]:
 
 
 def exon_coverage_svg(
-    baseline: ScanResult, relapse: ScanResult, called_exons: set[int] | None = None
+    baseline: ScanResult,
+    relapse: ScanResult,
+    called_exons: set[int] | None = None,
+    epitope: tuple[str, tuple[int, ...]] | None = None,
 ) -> str:
+    """``epitope``: (binder, exons encoding its epitope), marked under those exons."""
     called_exons = called_exons or set()
+    binder_name, epitope_exons = epitope if epitope else ("", ())
     sb, sr = _exon_shares(baseline), _exon_shares(relapse)
     exons = sorted(set(sb) | set(sr))
     height, top, plot_h = 270.0, 30.0, 200.0
@@ -585,9 +590,18 @@ def exon_coverage_svg(
                 fill=SKIP_COLOUR if mark else "#222",
             )
         )
+        if exon in epitope_exons:
+            body.append(
+                f'<rect class="epitope" x="{_n(cx - bar)}" y="{_n(base_y + 22)}" '
+                f'width="{_n(2 * bar - 2)}" height="6" fill="#6a1b9a"><title>{_e(binder_name)} '
+                f"epitope (exon {exon})</title></rect>"
+            )
     body.append(
         f'<line x1="{_n(x0)}" y1="{_n(base_y)}" x2="{_n(x1)}" y2="{_n(base_y)}" stroke="#999"/>'
     )
+    if epitope_exons:
+        label = f"▬ {binder_name} epitope (data/binders.tsv)"
+        body.append(_text(x1 - 230, height - 4, label, fill="#6a1b9a"))
     body.append(_legend(x1 - 230, 14, ((BASELINE_COLOUR, "baseline"), (RELAPSE_COLOUR, "relapse"))))
     if called_exons:
         body.append(_text(x0, height - 4, "* exon loss called", fill=SKIP_COLOUR))
@@ -769,6 +783,18 @@ def _verdict_block(verdict: dict[str, Any]) -> str:
     )
 
 
+def _epitope_of(verdict: dict[str, Any], model: Any) -> tuple[str, tuple[int, ...]] | None:
+    """(binder, epitope exons) of the pair's --car binder when the table maps it, else None."""
+    if not verdict.get("car"):
+        return None
+    from cd22scan.target.binders import builtin_binders
+
+    for item in builtin_binders():
+        if item.gene == model.gene and item.name == verdict["car"]:
+            return item.name, item.epitope_exons
+    return None
+
+
 def render_pair_report(comparison: Comparison, baseline: ScanResult, relapse: ScanResult) -> str:
     """One self-contained HTML page: verdict, sashimi, exon coverage, VAF, events table."""
     verdict = comparison.verdict.row(0, named=True) if comparison.verdict.height else {}
@@ -796,7 +822,7 @@ def render_pair_report(comparison: Comparison, baseline: ScanResult, relapse: Sc
         "Exon-skipping junctions are red and named (Δex…).</figcaption></figure>",
         "<h2>Per-exon coverage</h2>",
         "<figure>",
-        exon_coverage_svg(baseline, relapse, called_exons),
+        exon_coverage_svg(baseline, relapse, called_exons, _epitope_of(verdict, model)),
         "<figcaption>Fragments counted on each exon divided by the sample's total over all "
         "exons, so a library-size difference does not look like exon loss.</figcaption>"
         "</figure>",
