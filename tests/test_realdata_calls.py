@@ -22,25 +22,28 @@ SHARED = Path(os.environ.get("CD22SCAN_SHARED", Path(__file__).resolve().parents
 REALDATA = SHARED / "realdata" / "abi1_encode"
 
 # Called rows other than mutations, exactly, per pair (baseline, relapse) with escape or not.
-SPLICING_AND_EXPRESSION = {
+# None today. The two nearest misses, both changes that would not be escape anyway:
+# * ENCLB779RPP vs ENCLB764KEB: skipping of exon 10 (of ENST00000355394) 0.31 -> 0.52 of its
+#   donor's splicing, p 0.009, q 0.13 among 14 splicing/expression rows; the junction
+#   27040713-27047990 is an intron of ENST00000346832, -376138, -376166 and -376170, so an
+#   in-frame isoform_shift, a change, not escape.
+# * ENCLB555AXD vs ENCLB303ZZZ: retention of intron 9 falls 0.26 -> 0.09 (100 -> 14 retained
+#   reads), q 0.078: less retention is not escape.
+# Both were called while mutation rows shared their Benjamini-Hochberg family: the tiny
+# p-values of germline SNPs of different donors lifted them (BH ranks); mutations are a family
+# of their own now (comparison.pair._q_values).
+SPLICING_AND_EXPRESSION: dict[tuple[str, str], dict[tuple[str, str], bool]] = {
     ("ENCLB024ZZZ", "ENCLB025ZZZ"): {},
     ("ENCLB017ZZZ", "ENCLB002ZZZ"): {},
     ("ENCLB271TJH", "ENCLB459IUG"): {},
-    ("ENCLB779RPP", "ENCLB764KEB"): {
-        # Skipping of exon 10 (of ENST00000355394) 0.31 -> 0.52 of its donor's splicing: the
-        # junction 27040713-27047990 is an intron of ENST00000346832, -376138, -376166 and
-        # -376170, so a shift between annotated isoforms, in-frame: a change, not escape.
-        ("isoform_shift", "Δex10"): False,
-    },
+    ("ENCLB779RPP", "ENCLB764KEB"): {},
     ("ENCLB008ZZZ", "ENCLB009ZZZ"): {},
-    ("ENCLB555AXD", "ENCLB303ZZZ"): {
-        # Retention of intron 9 falls 0.26 -> 0.09 (100 -> 14 retained reads): less retention
-        # is not escape.
-        ("intron_retention", "intron 9"): False,
-    },
+    ("ENCLB555AXD", "ENCLB303ZZZ"): {},
 }
 # Mutation rows called today: all in the 3' UTR, synonymous, or falling at relapse (germline SNPs
-# of different donors: VAF 0.3-0.6, or their loss): changes, not escape. No mutation is escape.
+# of different donors: VAF 0.3-0.6, or their loss; below 5 % VAF, tested since the error model,
+# c.*11dup 0.02 -> 0.10 and c.*726T>A 0 -> 0.036, both 3' UTR): changes, not escape. No
+# mutation is escape.
 # The two artefacts of issue 14 carry a FILTER and are not called (variants.filter_reasons):
 # * c.1296_1297del p.(Tyr432Ter) in ENCLB764KEB: 23 reads, all reverse, all one alignment start
 #   (flag 147, start 27040538, CIGAR 46M2D55M): one PCR-duplicate stack -> dup_stack (1 distinct

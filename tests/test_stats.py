@@ -220,6 +220,51 @@ def test_overdispersed_rate_test_is_the_beta_binomial_exact_test(rho):
     assert stats.poisson_rate_test(0, n1, 0, n2, rho) == 1.0
 
 
+@pytest.mark.parametrize(
+    "k1,n1,k2,n2", [(30, 1e6, 60, 1e6), (60, 1e6, 30, 1e6), (0, 5e5, 12, 2e6), (7, 100, 7, 100)]
+)
+@pytest.mark.parametrize("alternative", ["greater", "less"])
+def test_one_sided_rate_test_equals_scipy_binomtest(k1, n1, k2, n2, alternative):
+    ours = stats.poisson_rate_test(k1, n1, k2, n2, alternative=alternative)
+    theirs = scipy.stats.binomtest(k1, k1 + k2, n1 / (n1 + n2), alternative=alternative).pvalue
+    assert ours == pytest.approx(theirs, rel=1e-6)
+
+
+@pytest.mark.parametrize("rho", [0.01, 0.1])
+def test_one_sided_overdispersed_rate_test_is_the_beta_binomial_tail(rho):
+    k1, n1, k2, n2 = 260, 2e7, 120, 2.2e7  # a loss in sample 2
+    total, p0 = k1 + k2, n1 / (n1 + n2)
+    scale = (1 - rho) / rho
+    tail = scipy.stats.betabinom.sf(k1 - 1, total, p0 * scale, (1 - p0) * scale)
+    ours = stats.poisson_rate_test(k1, n1, k2, n2, dispersion=rho, alternative="greater")
+    assert ours == pytest.approx(tail, rel=1e-6)
+    assert ours < stats.poisson_rate_test(k1, n1, k2, n2, dispersion=rho)
+
+
+@pytest.mark.parametrize(
+    "k1,n1,k2,n2", [(2, 40, 12, 45), (12, 45, 2, 40), (0, 30, 0, 50), (5, 50, 10, 100)]
+)
+@pytest.mark.parametrize("rho", [0.0, 0.01])
+def test_one_sided_beta_binomial_test_is_the_signed_root(k1, n1, k2, n2, rho):
+    two = stats.beta_binomial_two_sample_test(k1, n1, k2, n2, rho)
+    up = stats.beta_binomial_two_sample_test(k1, n1, k2, n2, rho, "greater")
+    down = stats.beta_binomial_two_sample_test(k1, n1, k2, n2, rho, "less")
+    if k2 / n2 > k1 / n1:
+        assert up == pytest.approx(two / 2) and down == pytest.approx(1 - two / 2)
+    elif k2 / n2 < k1 / n1:
+        assert down == pytest.approx(two / 2) and up == pytest.approx(1 - two / 2)
+    else:  # equal shares: r = 0, no evidence either way
+        # (the beta-binomial maxima come from a golden-section search: ~1e-4 of slack)
+        assert two == pytest.approx(1.0, abs=1e-3) and up == pytest.approx(0.5, abs=1e-3) == down
+    if rho == 0.0 and 0 < k1 + k2 < n1 + n2:
+        # the signed root of the LRT statistic, referred to the standard normal (scipy)
+        sign = 1 if k2 / n2 >= k1 / n1 else -1
+        z = sign * math.sqrt(scipy.stats.chi2.isf(two, 1)) if two < 1 else 0.0
+        assert up == pytest.approx(scipy.stats.norm.sf(z), rel=1e-6, abs=1e-12)
+    with pytest.raises(ValueError):
+        stats.beta_binomial_two_sample_test(k1, n1, k2, n2, rho, "up")
+
+
 def test_rho_from_nb_dispersion():
     assert stats.rho_from_nb_dispersion(0.1) == pytest.approx(0.05)
     assert stats.rho_from_nb_dispersion(0.0) == 0.0

@@ -54,6 +54,7 @@ __all__ = [
     "TranscriptMap",
     "annotate",
     "call_variants",
+    "mismatch_rate",
 ]
 
 log = logging.getLogger("cd22scan")
@@ -725,6 +726,41 @@ MIN_DISTINCT_STARTS = 3  # two starts can be two duplicate stacks; three is the 
 MAX_STACK_SHARE = 0.5  # one start holding most of the reads: the count is mostly one molecule
 MAX_STRAND_BIAS_P = 1e-3  # as GATK's FisherStrand hard filter (FS > 60 is p < 1e-6) but milder
 MIN_MEAN_END_DISTANCE = 5.0  # bases; random positions in 100-bp reads average ~25
+
+
+# The sample's own substitution error rate (``mismatch_rate``): sites deep enough to see it,
+# letters rare enough not to be an allele, and a floor so that a clean simulated library does not
+# make every 3-read allele significant.
+ERROR_MIN_DEPTH = 20
+ERROR_MAX_SHARE = 0.2  # a letter above this share of a site is an allele, not an error
+ERROR_RATE_FLOOR = 1e-4  # per letter; Illumina substitution errors are ~1e-3 (Q30)
+
+
+def mismatch_rate(bases: pl.DataFrame) -> float:
+    """Per-letter substitution error rate of one sample, measured on its own ``bases`` table.
+
+    Over positions with >= ``ERROR_MIN_DEPTH`` A/C/G/T reads: the reads of letters below
+    ``ERROR_MAX_SHARE`` of the site (so heterozygous, somatic and homozygous alleles are not
+    errors), over 3 × the reads (three wrong letters per base). The base-quality gate of the scan
+    (``--min-baseq``) has already removed low-quality bases, so this is the error of the bases
+    that are counted. Never below ``ERROR_RATE_FLOOR``; the floor when no site is deep enough.
+    """
+    if bases.height == 0:
+        return ERROR_RATE_FLOOR
+    acgt = pl.sum_horizontal([pl.col(x) for x in LETTERS])
+    rare = pl.sum_horizontal(
+        [pl.when(pl.col(x) < ERROR_MAX_SHARE * acgt).then(pl.col(x)).otherwise(0) for x in LETTERS]
+    )
+    totals = (
+        bases.select(acgt.alias("n"), rare.alias("rare"))
+        .filter(pl.col("n") >= ERROR_MIN_DEPTH)
+        .sum()
+        .row(0)
+    )
+    n, errors = totals
+    if not n:
+        return ERROR_RATE_FLOOR
+    return max(ERROR_RATE_FLOOR, float(errors) / (3.0 * float(n)))
 
 
 def filter_reasons(

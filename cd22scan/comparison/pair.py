@@ -16,9 +16,12 @@ negative-binomial dispersion), and a row is **called** only when, together,
 
 * its effect passes the effect-size threshold (log2FC ≤ ``min_log2fc_loss``, |ΔPSI| ≥
   ``min_delta_psi``, |ΔIR| ≥ ``min_delta_ir``, |ΔVAF| ≥ ``min_delta_vaf``),
-* q < ``max_q`` (Benjamini–Hochberg in two families: the pre-specified hypotheses, gene
-  expression and the target's known events, apart from all other rows; rows without a read in
-  either sample are left out of the correction, q = 1, as DESeq2's independent filtering), and
+* q < ``max_q`` (Benjamini–Hochberg in three families: the pre-specified hypotheses, gene
+  expression and the target's known events; the other expression and splicing rows; the
+  mutation rows, whose number grows with depth; rows without a read in
+  either sample are left out of the correction, q = 1, as DESeq2's independent filtering; the
+  pre-specified hypotheses state their direction in advance, a loss and more skipping at
+  relapse, and are tested one-sided, ``alternative`` of the tests in ``calling.stats``), and
 * the sample where the event is seen (the one with the larger value) has ≥ ``min_reads`` reads
   behind it (fragments of the gene or exon, junction reads, retained reads, alt reads).
 
@@ -26,7 +29,8 @@ Tests, per ``event_type`` (effects are relapse − baseline, or log2 relapse / b
 ------------------------------------------------------------------------------------------
 * ``expression_loss`` (feature ``gene``): fragments on the gene (``fragments_on_gene``) per
   library size (``summary["library_size"]``, mapped records). effect = log2 fold change of the
-  rate (pseudocount 0.5); p = ``poisson_rate_test`` conditional on the total, beta-binomial with
+  rate (pseudocount 0.5); p = one-sided (baseline rate greater) ``poisson_rate_test``
+  conditional on the total, beta-binomial with
   rho = ``rho_from_nb_dispersion(expression_dispersion, share)`` (an NB dispersion φ, edgeR's
   BCV²; share = the baseline's share of the two library sizes). values = CPM.
 * ``exon_loss`` (feature ``exon k``): the exon's fragments as a share of the gene's fragments,
@@ -38,8 +42,9 @@ Tests, per ``event_type`` (effects are relapse − baseline, or log2 relapse / b
   (``donor_share`` of ``splicing.skipping_events``). This share, rather than exon PSI, is used
   because it names one junction, covers multi-exon skips, and compares two junctions that start
   at the same donor (no positional bias). effect = ΔPSI of that share; p = beta-binomial on
-  reads of reads + canonical. A sample without the junction gets 0 reads and the canonical reads
-  of its donor (``spliced_reads`` of that intron).
+  reads of reads + canonical, one-sided (more at relapse) for a known event of the target. A
+  sample without the junction gets 0 reads and the canonical reads of its donor
+  (``spliced_reads`` of that intron).
 * ``intron_retention`` (feature ``intron k``): ``ir_ratio`` = retained / (retained + spliced)
   of ``splicing.intron_retention``; effect = ΔIR; p = beta-binomial on round(retained) of
   round(retained) + spliced.
@@ -48,7 +53,9 @@ Tests, per ``event_type`` (effects are relapse − baseline, or log2 relapse / b
   (novel acceptor) or into the annotated acceptor (novel donor)); with neither side annotated,
   reads / fragments on the gene. effect = ΔPSI of that share; p = beta-binomial.
 * ``mutation`` (feature = HGVS c. name, ``c.412del``): alleles of ``variants.call_variants`` with
-  ≥ 3 alt reads and VAF ≥ 0.05 in either sample; the other sample's alt reads and depth at the
+  ≥ 3 alt reads and either VAF ≥ 0.05 or VAF ≥ ``min_delta_vaf`` with more alt reads than that
+  sample's own substitution error rate explains (``variants.mismatch_rate``, binomial upper
+  tail < 1e-6) in either sample; the other sample's alt reads and depth at the
   same VCF allele are looked up (0 alt reads and the site's depth when absent). effect = ΔVAF;
   p = beta-binomial on alt reads of depth.
 
@@ -98,6 +105,7 @@ from cd22scan.calling.stats import (
     rho_from_nb_dispersion,
 )
 from cd22scan.calling.variants import COLUMNS as VARIANT_COLUMNS
+from cd22scan.calling.variants import mismatch_rate
 from cd22scan.comparison.epitope import binder_verdict, classify, sentence
 from cd22scan.errors import InputError, UsageError
 from cd22scan.sample.scan import ScanResult
@@ -237,6 +245,9 @@ NO_EVIDENCE = "no evidence of antigen loss, mutation or aberrant splicing"
 # Candidate alleles: the per-sample calling defaults of variants.call_variants.
 _CANDIDATE_MIN_ALT = 3
 _CANDIDATE_MIN_VAF = 0.05
+# Below that VAF, an allele is tested when its reads are this unlikely from sequencing errors
+# alone (~1e4 allele letters over a gene's exons: Bonferroni at 0.01).
+_ERROR_MODEL_P = 1e-6
 _PSEUDOCOUNT = 0.5
 # A row's private flag while it is built: would a called row in the escape direction be escape
 # evidence (a coding exon, a known event, ...)? Dropped before the frame is made.
@@ -249,9 +260,9 @@ class Thresholds:
     min_log2fc_loss: float = -1.0  # expression_loss / exon_loss need log2FC <= this
     min_delta_psi: float = 0.10  # |ΔPSI| of skipping / novel junction shares
     min_delta_ir: float = 0.10
-    min_delta_vaf: float = 0.05
+    min_delta_vaf: float = 0.03
     max_q: float = 0.05
-    min_reads: int = 10  # reads behind an event in the sample where it is seen
+    min_reads: int = 5  # reads behind an event in the sample where it is seen
     dispersion: float = 0.01  # beta-binomial rho for proportions
     expression_dispersion: float = 0.05  # negative-binomial phi for gene counts
 
@@ -415,7 +426,10 @@ def _expression_rows(b: ScanResult, r: ScanResult, t: Thresholds) -> list[dict[s
             effect=log2_fold_change(kb, nb, kr, nr, _PSEUDOCOUNT),
             baseline_reads=kb,
             relapse_reads=kr,
-            p_value=poisson_rate_test(kb, nb, kr, nr, dispersion=min(rho, 0.999)),
+            # a pre-specified, directional hypothesis (loss at relapse): one-sided
+            p_value=poisson_rate_test(
+                kb, nb, kr, nr, dispersion=min(rho, 0.999), alternative="greater"
+            ),
         )
     ]
 
@@ -460,11 +474,23 @@ def _exon_rows(
 
 
 def _proportion_row(
-    event_type: str, feature: str, kb: int, nb: int, kr: int, nr: int, t: Thresholds, **extra
+    event_type: str,
+    feature: str,
+    kb: int,
+    nb: int,
+    kr: int,
+    nr: int,
+    t: Thresholds,
+    alternative: str = "two-sided",
+    **extra,
 ) -> dict[str, Any]:
     vb, vr = _share(kb, nb), _share(kr, nr)
     effect = (vr or 0.0) - (vb or 0.0) if nb > 0 and nr > 0 else None
-    p = beta_binomial_two_sample_test(kb, nb, kr, nr, t.dispersion) if nb and nr else None
+    p = (
+        beta_binomial_two_sample_test(kb, nb, kr, nr, t.dispersion, alternative)
+        if nb and nr
+        else None
+    )
     return _row(
         event_type,
         feature,
@@ -500,9 +526,12 @@ def _skipping_rows(fb: dict, fr: dict, model: GeneModel, t: Thresholds) -> list[
         # A skip that another annotated transcript makes is an isoform shift, unless it is a
         # known escape event of the target (a pre-specified hypothesis, annotated or not).
         kind = "isoform_shift" if transcripts and not known else "exon_skipping"
+        # a known event is a pre-specified, directional hypothesis (more skipping at relapse):
+        # one-sided; any other skip is exploratory and tested both ways
         row = _proportion_row(
-            kind, event, kb, kb + cb, kr, kr + cr, t, known_event=known, transcripts=transcripts
-        )
+            kind, event, kb, kb + cb, kr, kr + cr, t,
+            "greater" if known else "two-sided", known_event=known, transcripts=transcripts,
+        )  # fmt: skip
         # more skipping is escape evidence when it removes coding sequence (a model without a
         # CDS cannot tell, so it counts); an isoform shift only when the protein is lost
         coding = info["frame"] != "non-coding" or model.cds_start is None
@@ -596,11 +625,28 @@ def _mutation_rows(
     vb = {tuple(x[k] for k in key): x for x in calls_b.iter_rows(named=True)}
     vr = {tuple(x[k] for k in key): x for x in calls_r.iter_rows(named=True)}
 
-    def candidate(x: dict[str, Any]) -> bool:
-        return x["alt_reads"] >= _CANDIDATE_MIN_ALT and x["vaf"] >= _CANDIDATE_MIN_VAF
+    # An allele is tested when it has >= 3 reads and either VAF >= 0.05 or more reads than the
+    # sample's own substitution errors explain (binomial upper tail < _ERROR_MODEL_P against
+    # ``mismatch_rate``) at a VAF that could still make a call (>= min_delta_vaf; below it in
+    # both samples no ΔVAF can reach the threshold, so testing it would only dilute the others'
+    # q-values: independent filtering). Deep samples test alleles below 5 %, shallow ones keep
+    # the 5 % floor.
+    error = {id(calls_b): mismatch_rate(b.bases), id(calls_r): mismatch_rate(r.bases)}
 
+    def candidate(x: dict[str, Any], rate: float) -> bool:
+        if x["alt_reads"] < _CANDIDATE_MIN_ALT:
+            return False
+        if x["vaf"] >= _CANDIDATE_MIN_VAF:
+            return True
+        if x["vaf"] < t.min_delta_vaf:
+            return False
+        depth = max(int(x["depth"] or 0), int(x["alt_reads"]))
+        return binomial_upper_tail(int(x["alt_reads"]), depth, rate) < _ERROR_MODEL_P
+
+    eb, er = error[id(calls_b)], error[id(calls_r)]
     keys = sorted(
-        {k for k, x in vb.items() if candidate(x)} | {k for k, x in vr.items() if candidate(x)}
+        {k for k, x in vb.items() if candidate(x, eb)}
+        | {k for k, x in vr.items() if candidate(x, er)}
     )
     rows = []
     alleles = []
@@ -751,7 +797,7 @@ def _loss_power(b: ScanResult, r: ScanResult, t: Thresholds) -> str | None:
         return f"baseline has {kb} fragments on the gene, fewer than min_reads {t.min_reads}"
     kr = round(kb * nr / nb * fold)
     rho = rho_from_nb_dispersion(t.expression_dispersion, share=nb / (nb + nr))
-    p = poisson_rate_test(kb, nb, kr, nr, dispersion=min(rho, 0.999))
+    p = poisson_rate_test(kb, nb, kr, nr, dispersion=min(rho, 0.999), alternative="greater")
     if p < t.max_q:
         return None
     return (
@@ -760,7 +806,9 @@ def _loss_power(b: ScanResult, r: ScanResult, t: Thresholds) -> str | None:
     )
 
 
-def _proportion_power(nb: int, nr: int, share_b: float, delta: float, t: Thresholds) -> float:
+def _proportion_power(
+    nb: int, nr: int, share_b: float, delta: float, t: Thresholds, alternative: str
+) -> float:
     """p of a rise of ``delta`` from ``share_b`` with these denominators (1.0 if untestable)."""
     if nb <= 0 or nr <= 0:
         return 1.0
@@ -768,7 +816,7 @@ def _proportion_power(nb: int, nr: int, share_b: float, delta: float, t: Thresho
     kr = round(min(1.0, share_b + delta) * nr)
     if kr < t.min_reads:
         return 1.0
-    return beta_binomial_two_sample_test(kb, nb, kr, nr, t.dispersion)
+    return beta_binomial_two_sample_test(kb, nb, kr, nr, t.dispersion, alternative)
 
 
 def _median_int(values: list[int]) -> int:
@@ -792,7 +840,7 @@ def _splicing_power(fb: dict, fr: dict, model: GeneModel, t: Thresholds) -> str 
     best: tuple[float, str, int, int] | None = None
     for name, intron in places.items():
         nb, nr = _canonical(irb, intron), _canonical(irr, intron)
-        p = _proportion_power(nb, nr, 0.0, t.min_delta_psi, t)
+        p = _proportion_power(nb, nr, 0.0, t.min_delta_psi, t, "greater" if known else "two-sided")
         if best is None or p < best[0]:
             best = (p, name, nb, nr)
     assert best is not None
@@ -923,8 +971,10 @@ def _judge_epitopes(
 
 def _q_values(rows: list[dict[str, Any]]) -> list[float | None]:
     """Benjamini–Hochberg per family: the pre-specified hypotheses (gene expression and the
-    target's known events) apart from the rest, and rows without a read in either sample
-    left out (they cannot reach any p-value: DESeq2's independent filtering), q = 1."""
+    target's known events); the other expression and splicing rows; the mutation rows (their
+    number grows with depth, and they have a verdict of their own, so they do not dilute the
+    splicing evidence). Rows without a read in either sample are left out (they cannot reach
+    any p-value: DESeq2's independent filtering), q = 1."""
     prespecified = [
         i
         for i, row in enumerate(rows)
@@ -937,8 +987,10 @@ def _q_values(rows: list[dict[str, Any]]) -> list[float | None]:
         and row["p_value"] is not None
         and (row["baseline_reads"] or 0) + (row["relapse_reads"] or 0) > 0
     ]
+    mutations = [i for i in testable if rows[i]["event_type"] == "mutation"]
+    others = [i for i in testable if rows[i]["event_type"] != "mutation"]
     q: list[float | None] = [None if row["p_value"] is None else 1.0 for row in rows]
-    for family in (prespecified, testable):
+    for family in (prespecified, others, mutations):
         for i, value in zip(
             family, benjamini_hochberg([rows[i]["p_value"] for i in family]), strict=True
         ):
