@@ -47,6 +47,7 @@ def _gff3(gene, path) -> None:
     codon and its phase, UTRs."""
     c, st = gene.contig, gene.strand
     tid, gid = f"{gene.name}-T1", f"{gene.name}-G"
+    parent = f"Parent=transcript:{tid}"
     lines = [
         "##gff-version 3",
         f"{c}\tsim\tgene\t{gene.start + 1}\t{gene.end}\t.\t{st}\t.\t"
@@ -58,17 +59,17 @@ def _gff3(gene, path) -> None:
     exons = sorted(gene.exons, reverse=st == "-")
     done = 0
     for s, e in exons:
-        lines.append(f"{c}\tsim\texon\t{s + 1}\t{e}\t.\t{st}\t.\tParent=transcript:{tid}")
+        lines.append(f"{c}\tsim\texon\t{s + 1}\t{e}\t.\t{st}\t.\t{parent}")
         cs, ce = max(s, cds0), min(e, cds1)
         if cs < ce:
             phase = (3 - done % 3) % 3
-            lines.append(f"{c}\tsim\tCDS\t{cs + 1}\t{ce}\t.\t{st}\t{phase}\tParent=transcript:{tid}")
+            lines.append(f"{c}\tsim\tCDS\t{cs + 1}\t{ce}\t.\t{st}\t{phase}\t{parent}")
             done += ce - cs
         for us, ue in ((s, min(e, cds0)), (max(s, cds1), e)):
             if us < ue:
                 five = (ue <= cds0) == (st == "+")
                 kind = "five_prime_UTR" if five else "three_prime_UTR"
-                lines.append(f"{c}\tsim\t{kind}\t{us + 1}\t{ue}\t.\t{st}\t.\tParent=transcript:{tid}")
+                lines.append(f"{c}\tsim\t{kind}\t{us + 1}\t{ue}\t.\t{st}\t.\t{parent}")
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -371,3 +371,30 @@ def test_cd22_grch38_delta_ex2_is_the_known_event(tmp_path_factory):
     ex2 = _row(splicing.exon_psi(result.junctions, result.model), exon=2)
     n = ex2["upstream_reads"] + ex2["skipping_reads"]
     assert ex2["psi_upstream"] == pytest.approx(0.6, abs=4 * math.sqrt(0.24 / n))
+
+
+def test_intron_retention_on_the_intron_body():
+    model = _model("+")
+    introns = pl.DataFrame(
+        {
+            "intron": [1, 2],
+            "start": [201, 401],
+            "end": [400, 460],
+            "left_boundary": [50, 10],
+            "right_boundary": [4, 30],
+            "inside": [60, 80],
+        }
+    )
+    # intron 1: an exon extension covers its first 40 nt at depth 100, the body (251-350) has
+    # depth 6 except 20 uncovered positions (absent from the table: depth 0)
+    pos = list(range(201, 241)) + [p for p in range(251, 351) if not 300 <= p < 320]
+    depth = [100] * 40 + [6] * 80
+    bases = pl.DataFrame({"pos": pos, "depth": depth})
+    table = _junctions([(201, 400, 44), (401, 460, 60)])
+    ir = splicing.intron_retention(introns, table, model, bases)
+    one, two = ir.row(0, named=True), ir.row(1, named=True)
+    assert one["retained_from"] == "intron body" and one["body_depth"] == 6.0
+    assert one["retained_reads"] == 6.0 and one["ir_ratio"] == pytest.approx(6 / 50)
+    # intron 2 is 60 nt: no body after 50 nt flanks, so the boundary reads stand in
+    assert two["retained_from"] == "boundaries" and two["body_depth"] is None
+    assert two["retained_reads"] == 20.0

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from cd22scan.target.annotation import GeneModel
@@ -97,7 +98,16 @@ INTRON_RETENTION_SCHEMA = {
     "retained_reads": pl.Float64,
     "spliced_reads": pl.Int64,
     "ir_ratio": pl.Float64,
+    # added later (new columns go at the end)
+    "body_depth": pl.Float64,
+    "retained_from": pl.Utf8,
 }
+
+# Intron body for retention (IRFinder-like): the intron without BODY_FLANK nt at either end, so
+# that an exon extended by a cryptic donor or acceptor (typically tens of nt) is not retention;
+# measured when at least MIN_BODY nt remain.
+BODY_FLANK = 50
+MIN_BODY = 30
 
 
 # --- shared helpers ------------------------------------------------------------------------------
@@ -350,10 +360,37 @@ def novel_junctions(junctions: pl.DataFrame, model: GeneModel) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=NOVEL_JUNCTION_SCHEMA, orient="row")
 
 
+def _body_depths(bases: pl.DataFrame | None, introns: pl.DataFrame) -> dict[int, float]:
+    """{intron: median per-base depth over its body} (positions absent from ``bases`` count 0);
+    introns whose body is shorter than MIN_BODY are left out."""
+    if bases is None or bases.height == 0:
+        return {}
+    pos = bases["pos"].to_numpy()
+    depth = bases["depth"].to_numpy()
+    lo = int(pos.min())
+    profile = np.zeros(int(pos.max()) - lo + 1, dtype=np.float64)
+    profile[pos - lo] = depth
+    out = {}
+    for number, start, end in introns.select("intron", "start", "end").iter_rows():
+        first, last = start + BODY_FLANK, end - BODY_FLANK
+        if last - first + 1 < MIN_BODY:
+            continue
+        # positions outside the scanned window have no reads
+        window = np.zeros(last - first + 1, dtype=np.float64)
+        a, b = max(first, lo), min(last, lo + len(profile) - 1)
+        if a <= b:
+            window[a - first : b - first + 1] = profile[a - lo : b - lo + 1]
+        out[int(number)] = float(np.median(window))
+    return out
+
+
 def intron_retention(
-    introns: pl.DataFrame, junctions: pl.DataFrame, model: GeneModel
+    introns: pl.DataFrame,
+    junctions: pl.DataFrame,
+    model: GeneModel,
+    bases: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Intron-retention ratio per annotated intron (IRFinder-like, on fragment counts).
+    """Intron-retention ratio per annotated intron (IRFinder-like).
 
     Columns:
       intron (k lies between exons k and k+1), start, end, length;
@@ -361,18 +398,29 @@ def intron_retention(
         left / right exon–intron boundary (reads running from exon into intron);
       inside: fragments with any aligned base in the intron (reported, not used in the ratio:
         it also counts pre-mRNA and intronic noise, and grows with intron length);
-      retained_reads = (left_boundary + right_boundary) / 2;
+      body_depth: median per-base depth (the ``bases`` table) over the intron body, the intron
+        without BODY_FLANK nt at each end; null without ``bases`` or when fewer than MIN_BODY nt
+        remain;
+      retained_reads = body_depth where measured ("intron body" in ``retained_from``), else
+        (left_boundary + right_boundary) / 2 ("boundaries"). The body, not the boundaries: an
+        exon extended by a cryptic donor 30-40 nt into the intron puts reads across one
+        boundary and none in the body, and is a novel junction (``novel_junctions``), not
+        retention. A junction read and a base's depth have nearly the same chance per molecule
+        (a read covers a base from ~read-length start positions, a junction from read-length
+        minus twice the anchor), so the two stay comparable;
       spliced_reads = reads of the annotated junction of this intron (exact start and end);
       ir_ratio = retained_reads / (retained_reads + spliced_reads), null when both are 0.
     """
     counts = _gene_strand_junctions(junctions, model)
+    body = _body_depths(bases, introns)
     rows = []
     for number, start, end, left, right, inside in (
         introns.sort("intron")
         .select("intron", "start", "end", "left_boundary", "right_boundary", "inside")
         .iter_rows()
     ):
-        retained = (left + right) / 2
+        depth = body.get(int(number))
+        retained = depth if depth is not None else (left + right) / 2
         spliced = counts.get((start, end), 0)
         rows.append(
             {
@@ -386,6 +434,8 @@ def intron_retention(
                 "retained_reads": retained,
                 "spliced_reads": spliced,
                 "ir_ratio": _ratio(retained, retained + spliced),
+                "body_depth": depth,
+                "retained_from": "intron body" if depth is not None else "boundaries",
             }
         )
     return pl.DataFrame(rows, schema=INTRON_RETENTION_SCHEMA, orient="row")
@@ -399,7 +449,7 @@ def call_events(result: Any) -> dict[str, pl.DataFrame]:
         "exon_psi": exon_psi(result.junctions, model),
         "skipping_events": skipping_events(result.junctions, model),
         "novel_junctions": novel_junctions(result.junctions, model),
-        "intron_retention": intron_retention(result.introns, result.junctions, model),
+        "intron_retention": intron_retention(result.introns, result.junctions, model, result.bases),
     }
     return {
         name: frame.select(pl.lit(result.sample, dtype=pl.Utf8).alias("sample"), pl.all())

@@ -13,7 +13,9 @@ Model
 * ``isoforms`` maps isoform names to **molecule fractions** (what PSI measures). Names:
   ``canonical``; ``skip:2`` / ``skip:5-6`` (transcript exon numbers, 1-based in transcript order);
   ``retain:k`` (intron k, between transcript exons k and k+1, retained); ``pre_mrna`` (the whole
-  gene span). Operations combine with ``+``, e.g. ``skip:2+retain:5``. As in a real library, each
+  gene span); ``extend:k:n`` (exon k's donor moved n nt into intron k: a cryptic donor, the exon
+  extended, the intron spliced from there). Operations combine with ``+``, e.g.
+  ``skip:2+retain:5``. As in a real library, each
   fragment comes from an isoform with probability ∝ fraction × effective length
   (length − insert_mean + 1), so junction counts, not fragment counts, reflect the fractions.
 * ``variants``: ``("snv", pos0, alt, vaf)``, ``("ins", anchor_pos0, inserted_bases, vaf)``,
@@ -274,6 +276,7 @@ def isoform_segments(gene: GeneSpec, isoform: str) -> list[tuple[int, int]]:
         return [(gene.start, gene.end)]
     included = set(range(1, n + 1))
     retained: set[int] = set()
+    extended: dict[int, int] = {}  # genomic exon index -> nt its donor moves into the intron
     for part in isoform.split("+"):
         if part == "canonical":
             continue
@@ -286,6 +289,13 @@ def isoform_segments(gene: GeneSpec, isoform: str) -> list[tuple[int, int]]:
                 included.discard(number)
         elif kind == "retain":
             retained.add(gene.intron_genomic_index(int(arg)))
+        elif kind == "extend":
+            number, _, shift = arg.partition(":")
+            if not shift or int(shift) <= 0 or int(number) >= n:
+                raise ValueError(
+                    f"isoform part {part!r}: need extend:EXON:NT, NT > 0, not the last exon"
+                )
+            extended[gene.genomic_index(int(number))] = int(shift)
         else:
             raise ValueError(f"unknown isoform {isoform!r} (part {part!r})")
     if not included:
@@ -298,11 +308,20 @@ def isoform_segments(gene: GeneSpec, isoform: str) -> list[tuple[int, int]]:
     previous = None
     for gi in genomic:
         start, end = gene.exons[gi]
+        shift = extended.get(gi, 0)
+        # the donor is the exon's 3' end: its right side on +, its left side on −
+        if gene.strand == "+":
+            end += shift
+        else:
+            start -= shift
         if previous is not None and previous == gi - 1 and previous in retained:
             segments[-1][1] = end
         else:
             segments.append([start, end])
         previous = gi
+    for (_, left_end), (right_start, _) in pairwise(segments):
+        if left_end >= right_start:
+            raise ValueError(f"isoform {isoform!r}: an extension reaches the next exon")
     return [(s, e) for s, e in segments]
 
 
