@@ -276,3 +276,45 @@ def test_log2_fold_change():
     assert stats.log2_fold_change(0, 1e6, 10, 1e6) == pytest.approx(math.log2(10.5 / 0.5))
     with pytest.raises(ValueError):
         stats.log2_fold_change(1, 0, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "k,n,p",
+    [(3, 1000, 1e-3), (200, 100_000, 1e-3), (5000, 1_000_000, 1e-3), (520, 10_000, 0.05),
+     (480, 10_000, 0.05), (1, 1, 0.3), (0, 50, 0.2), (57, 58, 0.01)],
+)  # fmt: skip
+def test_binomial_upper_tail_equals_scipy_at_any_depth(k, n, p):
+    # near the mean the full sum runs; far above it, a few terms (geometric bound)
+    ours = stats.binomial_upper_tail(k, n, p)
+    assert ours == pytest.approx(scipy.stats.binom.sf(k - 1, n, p), rel=1e-9, abs=1e-300)
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.05])
+def test_rate_test_at_depth_equals_scipy(rho):
+    k1, k2, n1, n2 = 150_000, 100_000, 3e7, 2.5e7
+    total, p0 = k1 + k2, n1 / (n1 + n2)
+    ours = stats.poisson_rate_test(k1, n1, k2, n2, dispersion=rho, alternative="greater")
+    if rho == 0:
+        theirs = scipy.stats.binom.sf(k1 - 1, total, p0)
+    else:
+        scale = (1 - rho) / rho
+        theirs = scipy.stats.betabinom.sf(k1 - 1, total, p0 * scale, (1 - p0) * scale)
+    assert ours == pytest.approx(theirs, rel=1e-6)
+
+
+def test_beta_binomial_lgamma_path_equals_the_exact_sum():
+    # rho 0.01 takes log Γ differences, rho 1e-7 the exact sum: both against scipy's betabinom
+    # log-likelihood ratio at the fitted means
+    for rho in (0.01, 1e-7):
+        k1, n1, k2, n2 = 30, 20_000, 900, 20_000
+        p = stats.beta_binomial_two_sample_test(k1, n1, k2, n2, rho)
+        scale = (1 - rho) / rho
+
+        def ll(mu, k, n, scale=scale):
+            return scipy.stats.betabinom.logpmf(k, n, mu * scale, (1 - mu) * scale)
+
+        grid = np.linspace(1e-4, 0.2, 4001)
+        separate = max(ll(grid, k1, n1)) + max(ll(grid, k2, n2))
+        joint = max(ll(grid, k1, n1) + ll(grid, k2, n2))
+        expected = scipy.stats.chi2.sf(2 * (separate - joint), 1)
+        assert p == pytest.approx(expected, rel=0.05, abs=1e-300)

@@ -35,6 +35,7 @@ ones) are ``unknown``; those fixed by position alone (intronic, splice site, UTR
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -318,7 +319,10 @@ def _aa(letter: str) -> str:
     return seq3(letter)
 
 
+@functools.lru_cache(maxsize=16)
 def _translate(seq: str) -> str:
+    # cached: every allele of a gene translates the same reference transcript (half the cost of
+    # annotating the ~2000 alleles of a sample)
     whole = len(seq) - len(seq) % 3
     return str(Seq(seq[:whole]).translate()) if whole else ""
 
