@@ -390,11 +390,14 @@ def test_intron_retention_on_the_intron_body():
     pos = list(range(201, 241)) + [p for p in range(251, 351) if not 300 <= p < 320]
     depth = [100] * 40 + [6] * 80
     bases = pl.DataFrame({"pos": pos, "depth": depth})
-    table = _junctions([(201, 400, 44), (401, 460, 60)])
+    # intron 1 is spliced canonically by 44 reads and from a cryptic donor 35 nt into it by 20
+    # (same acceptor): both splice across its end, so the spliced side counts 64 (IRFinder)
+    table = _junctions([(201, 400, 44), (236, 400, 20), (401, 460, 60)])
     ir = splicing.intron_retention(introns, table, model, bases)
     one, two = ir.row(0, named=True), ir.row(1, named=True)
     assert one["retained_from"] == "intron body" and one["body_depth"] == 6.0
-    assert one["retained_reads"] == 6.0 and one["ir_ratio"] == pytest.approx(6 / 50)
+    assert one["spliced_reads"] == 44 and one["spliced_any"] == 64
+    assert one["retained_reads"] == 6.0 and one["ir_ratio"] == pytest.approx(6 / 70)
     # intron 2 is 60 nt: no body after 50 nt flanks, so the boundary reads stand in
     assert two["retained_from"] == "boundaries" and two["body_depth"] is None
     assert two["retained_reads"] == 20.0

@@ -101,6 +101,7 @@ INTRON_RETENTION_SCHEMA = {
     # added later (new columns go at the end)
     "body_depth": pl.Float64,
     "retained_from": pl.Utf8,
+    "spliced_any": pl.Int64,
 }
 
 # Intron body for retention (IRFinder-like): the intron without BODY_FLANK nt at either end, so
@@ -409,10 +410,19 @@ def intron_retention(
         (a read covers a base from ~read-length start positions, a junction from read-length
         minus twice the anchor), so the two stay comparable;
       spliced_reads = reads of the annotated junction of this intron (exact start and end);
-      ir_ratio = retained_reads / (retained_reads + spliced_reads), null when both are 0.
+      spliced_any = the larger of the reads of all junctions that start where the intron starts
+        and of all that end where it ends (any partner), as IRFinder: molecules spliced across
+        either end, so a cryptic donor or an exon skip that shares one end of the intron takes
+        nothing from the spliced side;
+      ir_ratio = retained_reads / (retained_reads + spliced_any), null when both are 0.
     """
     counts = _gene_strand_junctions(junctions, model)
     body = _body_depths(bases, introns)
+    from_start: dict[int, int] = {}
+    to_end: dict[int, int] = {}
+    for (start, end), reads in counts.items():
+        from_start[start] = from_start.get(start, 0) + reads
+        to_end[end] = to_end.get(end, 0) + reads
     rows = []
     for number, start, end, left, right, inside in (
         introns.sort("intron")
@@ -422,6 +432,7 @@ def intron_retention(
         depth = body.get(int(number))
         retained = depth if depth is not None else (left + right) / 2
         spliced = counts.get((start, end), 0)
+        spliced_any = max(from_start.get(start, 0), to_end.get(end, 0))
         rows.append(
             {
                 "intron": number,
@@ -433,9 +444,10 @@ def intron_retention(
                 "inside": inside,
                 "retained_reads": retained,
                 "spliced_reads": spliced,
-                "ir_ratio": _ratio(retained, retained + spliced),
+                "ir_ratio": _ratio(retained, retained + spliced_any),
                 "body_depth": depth,
                 "retained_from": "intron body" if depth is not None else "boundaries",
+                "spliced_any": spliced_any,
             }
         )
     return pl.DataFrame(rows, schema=INTRON_RETENTION_SCHEMA, orient="row")

@@ -46,8 +46,9 @@ Tests, per ``event_type`` (effects are relapse − baseline, or log2 relapse / b
   sample without the junction gets 0 reads and the canonical reads of its donor
   (``spliced_reads`` of that intron).
 * ``intron_retention`` (feature ``intron k``): ``ir_ratio`` = retained / (retained + spliced)
-  of ``splicing.intron_retention``; effect = ΔIR; p = beta-binomial on round(retained) of
-  round(retained) + spliced.
+  of ``splicing.intron_retention`` (retained: median depth of the intron body; spliced: reads
+  across either end of the intron, ``spliced_any``); effect = ΔIR; p = beta-binomial on
+  round(retained) of round(retained) + spliced.
 * ``novel_junction`` (feature ``contig:start-end``, the intron, 1-based inclusive): the
   junction's share of its annotated side: reads / (reads + canonical reads of the annotated donor
   (novel acceptor) or into the annotated acceptor (novel donor)); with neither side annotated,
@@ -547,7 +548,12 @@ def _retention_rows(fb: dict, fr: dict, t: Thresholds) -> list[dict[str, Any]]:
     for intron in sorted(set(irb) & set(irr)):
         xb, xr = irb[intron], irr[intron]
         kb, kr = round(xb["retained_reads"]), round(xr["retained_reads"])
-        nb, nr = kb + xb["spliced_reads"], kr + xr["spliced_reads"]
+        # spliced across either end of the intron (IRFinder); scans written before the column
+        # was computed have the exact junction only
+        sb_ = xb.get("spliced_any")
+        sr_ = xr.get("spliced_any")
+        nb = kb + (sb_ if sb_ is not None else xb["spliced_reads"])
+        nr = kr + (sr_ if sr_ is not None else xr["spliced_reads"])
         row = _proportion_row("intron_retention", f"intron {intron}", kb, nb, kr, nr, t)
         row[_ESCAPE_IF_UP] = True  # more retention: fewer mature transcripts of the target
         # report the ratio as splicing.intron_retention defines it (unrounded)
