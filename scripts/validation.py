@@ -23,6 +23,7 @@ import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,7 @@ def _sample(tmp: Path, name: str, seed: int, setting: dict, *, relapse: bool):
     rng = np.random.default_rng(seed)
     skip = _beta(rng, BASE_SKIP + (setting.get("d_skip", 0.0) if relapse else 0.0))
     retain = _beta(rng, BASE_RETAIN + (setting.get("d_ir", 0.0) if relapse else 0.0))
+    extend = _beta(rng, setting.get("extend", 0.0)) if relapse else 0.0
     fold = setting.get("fold", 1.0) if relapse else 1.0
     depth = setting["fragments"] * rng.gamma(1 / BCV**2, BCV**2)
     n = max(50, round(depth / fold))
@@ -64,7 +66,12 @@ def _sample(tmp: Path, name: str, seed: int, setting: dict, *, relapse: bool):
         gene=GENE,
         sample=name,
         n_fragments=n,
-        isoforms={"canonical": 1 - skip - retain, "skip:2": skip, "retain:3": retain},
+        isoforms={
+            "canonical": 1 - skip - retain - extend,
+            "skip:2": skip,
+            "retain:3": retain,
+            "extend:3:35": extend,
+        },
         variants=variants,
         write_reference=True,
     )
@@ -78,58 +85,88 @@ def _sample(tmp: Path, name: str, seed: int, setting: dict, *, relapse: bool):
 
 
 SETTINGS = [
-    # name, event row that must be called, setting
-    ("replicates (no change)", None, {"fragments": 3000}),
-    ("Δex2 ΔPSI 0.10", ("exon_skipping", "Δex2"), {"fragments": 3000, "d_skip": 0.10}),
-    ("Δex2 ΔPSI 0.25", ("exon_skipping", "Δex2"), {"fragments": 3000, "d_skip": 0.25}),
+    # name, event row that must be called, setting, reps as a multiple of --reps, target
+    ("replicates (no change)", None, {"fragments": 3000}, 1.0, "no false call"),
+    ("Δex2 ΔPSI 0.10", ("exon_skipping", "Δex2"), {"fragments": 3000, "d_skip": 0.10}, 0.5, ""),
+    ("Δex2 ΔPSI 0.25", ("exon_skipping", "Δex2"), {"fragments": 3000, "d_skip": 0.25}, 1.0,
+     ">= 90 %"),
+    ("Δex2 ΔPSI 0.25, 6000 fragments", ("exon_skipping", "Δex2"),
+     {"fragments": 6000, "d_skip": 0.25}, 0.5, ""),
     ("Δex2 ΔPSI 0.25, 1000 fragments", ("exon_skipping", "Δex2"),
-     {"fragments": 1000, "d_skip": 0.25}),
-    ("expression loss 2x", ("expression_loss", "gene"), {"fragments": 3000, "fold": 2.0}),
-    ("expression loss 4x", ("expression_loss", "gene"), {"fragments": 3000, "fold": 4.0}),
-    ("ΔIR 0.20 (intron 3)", ("intron_retention", "intron 3"), {"fragments": 3000, "d_ir": 0.20}),
-    ("SNV VAF 0.30 (missense)", ("mutation", None), {"fragments": 3000, "vaf": 0.30}),
+     {"fragments": 1000, "d_skip": 0.25}, 0.5, ""),
+    ("expression loss 2x", ("expression_loss", "gene"), {"fragments": 3000, "fold": 2.0}, 1.0,
+     ">= 90 %"),
+    ("expression loss 4x", ("expression_loss", "gene"), {"fragments": 3000, "fold": 4.0}, 0.5,
+     ""),
+    ("ΔIR 0.20 (intron 3)", ("intron_retention", "intron 3"), {"fragments": 3000, "d_ir": 0.20},
+     1.0, ">= 90 %"),
+    ("cryptic donor 35 nt into intron 3, share 0.30", ("novel_junction", None),
+     {"fragments": 3000, "extend": 0.30}, 0.5, "a novel junction, no retention call"),
+    ("SNV VAF 0.30 (missense)", ("mutation", None), {"fragments": 3000, "vaf": 0.30}, 0.5, ""),
+    ("replicates, ~1000x coding depth", None, {"fragments": 16000}, 0.5, "no false call"),
+    ("SNV VAF 0.05 (missense), ~1000x", ("mutation", None), {"fragments": 16000, "vaf": 0.05},
+     0.5, ">= 90 %"),
 ]  # fmt: skip
 
 
-def _simulated(reps: int, tmp: Path, t: Thresholds) -> list[dict]:
-    rows = []
-    for index, (label, target, setting) in enumerate(SETTINGS):
-        found = false_calls = pairs_with_false = not_assessable = 0
-        for rep in range(reps):
-            seed = 1000 * (index + 1) + 10 * rep
-            base = _sample(tmp, f"B{index}_{rep}", seed, setting, relapse=False)
-            rel = _sample(tmp, f"R{index}_{rep}", seed + 1, setting, relapse=True)
-            c = compare_samples(base, rel, thresholds=t)
-            escape = c.events.filter(pl.col("escape"))
-            hit = escape.filter(pl.col("event_type") == target[0]) if target else escape.clear()
-            if target and target[1] is not None:
-                hit = hit.filter(pl.col("feature") == target[1])
-            found += hit.height > 0
-            wrong = escape.height - hit.height
-            false_calls += wrong
-            pairs_with_false += wrong > 0
-            verdict = c.verdict.row(0, named=True)
-            not_assessable += any(
-                str(verdict[f"{m}_status"]).startswith("not assessable")
-                for m in ("antigen_loss", "aberrant_splicing", "mutation")
-            )
-            for path in tmp.glob(f"[BR]{index}_{rep}"):
-                for f in path.iterdir():
-                    f.unlink()
-                path.rmdir()
-        rows.append(
-            {
-                "setting": label,
-                "fragments": setting["fragments"],
-                "pairs": reps,
-                "found": f"{found} of {reps}" if target else "-",
-                "false escape calls": false_calls,
-                "pairs with a false call": pairs_with_false,
-                "pairs with a mechanism not assessable": not_assessable,
-            }
+def _simulated(reps: int, tmp: Path, t: Thresholds, jobs: int = 1) -> list[dict]:
+    """One row per setting, the settings spread over ``jobs`` processes (seeds are fixed per
+    setting and pair, so the table does not depend on ``jobs``)."""
+    work = [(index, reps, tmp / f"setting{index}", t) for index in range(len(SETTINGS))]
+    if jobs <= 1:
+        return [_setting(*w) for w in work]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(_setting, *zip(*work, strict=True)))
+
+
+def _setting(index: int, reps: int, tmp: Path, t: Thresholds) -> dict:
+    tmp.mkdir(parents=True, exist_ok=True)
+    label, target, setting, share, goal = SETTINGS[index]
+    found = false_calls = pairs_with_false = not_assessable = 0
+    event_reads: list[int] = []
+    n = max(2, round(reps * share))
+    for rep in range(n):
+        seed = 1000 * (index + 1) + 10 * rep
+        base = _sample(tmp, f"B{index}_{rep}", seed, setting, relapse=False)
+        rel = _sample(tmp, f"R{index}_{rep}", seed + 1, setting, relapse=True)
+        c = compare_samples(base, rel, thresholds=t)
+        escape = c.events.filter(pl.col("escape"))
+        hit = escape.filter(pl.col("event_type") == target[0]) if target else escape.clear()
+        if target and target[1] is not None:
+            hit = hit.filter(pl.col("feature") == target[1])
+        found += hit.height > 0
+        if target:
+            planted = c.events.filter(pl.col("event_type") == target[0])
+            if target[1] is not None:
+                planted = planted.filter(pl.col("feature") == target[1])
+            else:  # the planted allele / junction: the relapse's largest value
+                planted = planted.sort("relapse_value", descending=True, nulls_last=True)
+            event_reads.append(int(planted["relapse_reads"][0]) if planted.height else 0)
+        wrong = escape.height - hit.height
+        false_calls += wrong
+        pairs_with_false += wrong > 0
+        verdict = c.verdict.row(0, named=True)
+        not_assessable += any(
+            str(verdict[f"{m}_status"]).startswith("not assessable")
+            for m in ("antigen_loss", "aberrant_splicing", "mutation")
         )
-        print(label, rows[-1], file=sys.stderr)
-    return rows
+        for path in tmp.glob(f"[BR]{index}_{rep}"):
+            for f in path.iterdir():
+                f.unlink()
+            path.rmdir()
+    row = {
+        "setting": label,
+        "fragments": setting["fragments"],
+        "pairs": n,
+        "target": goal or "-",
+        "found": f"{found} of {n} ({100 * found / n:.0f} %)" if target else "-",
+        "median relapse reads of the event": int(np.median(event_reads)) if event_reads else "-",
+        "false escape calls": false_calls,
+        "pairs with a false call": pairs_with_false,
+        "pairs with a mechanism not assessable": not_assessable,
+    }
+    print(label, row, file=sys.stderr, flush=True)
+    return row
 
 
 def _real(t: Thresholds) -> list[dict] | None:
@@ -174,12 +211,13 @@ def _table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reps", type=int, default=6)
+    p.add_argument("--jobs", type=int, default=1, help="settings run in parallel processes")
     p.add_argument("--out", default=str(REPO / "docs" / "validation.md"))
     args = p.parse_args(argv)
     t = Thresholds()
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        simulated = _simulated(args.reps, Path(tmp), t)
+        simulated = _simulated(args.reps, Path(tmp), t, args.jobs)
     real = _real(t)
     text = [
         "# Validation",
@@ -197,6 +235,24 @@ def main(argv: list[str] | None = None) -> int:
         "called in the escape direction; false escape calls = any other row counted as escape.",
         "",
         _table(simulated),
+        "",
+        f"Seeds here (1000-{1000 * len(SETTINGS) + 191}) are not the ones the defaults were "
+        "tuned on (77000-80291, 91000-92151): the table is held out.",
+        "",
+        "Why a target is missed, where it is:",
+        "",
+        "* Δex2 at 3000 fragments: CD22 exon 1 is 44 nt, so only fragments that start in those "
+        "44 nt read the exon 1→3 skipping junction; the median relapse pair has the number of "
+        "skipping reads in the column above, and the test cannot be sure of a few reads against "
+        "a baseline's 0-4. Twice the depth (6000 fragments) shows the same effect is found.",
+        "* Expression loss 2x: the effect threshold is a 2-fold loss (`min_log2fc_loss` -1), "
+        "so about half of the pairs with a true 2-fold loss estimate a smaller one and are not "
+        "called by design; the stated dispersion (phi 0.05, BCV 0.22) is also wider than the "
+        "simulated one (BCV 0.15). Lowering the threshold trades against false calls on "
+        "replicates, whose depths differ by up to 2x at BCV 0.15.",
+        "* ΔIR: retention of a non-pre-specified intron is tested in the exploratory family "
+        "(all splicing and exon rows of the gene); it is measured on the intron body (median "
+        "depth), so the cryptic-donor row must show a novel junction and no retention call.",
         "",
         "## Real ENCODE ABI1 pairs (no escape expected)",
         "",
