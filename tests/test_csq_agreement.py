@@ -9,6 +9,7 @@ allele's consequence and amino-acid change must agree.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -113,8 +114,6 @@ def _csq(vcf, reference, gff, out) -> dict[tuple[int, str, str], list[str]]:
 
 def _protein(hgvs_p: str | None) -> tuple[int, str, str] | None:
     """(position, reference residue, new residue) of a one-residue p. change, else None."""
-    import re
-
     m = re.fullmatch(r"p\.\(([A-Z][a-z]{2})(\d+)([A-Z][a-z]{2}|Ter|=)\)", hgvs_p or "")
     if not m:
         return None

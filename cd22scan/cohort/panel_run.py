@@ -26,9 +26,9 @@ from cd22scan.cohort.run import (
     _each_done,
     compare_all,
     finish_run,
+    open_run,
     patient_cars,
     plan_cohort,
-    read_sample_sheet,
     warn_unpaired,
     worker_pool,
     write_cohort_outputs,
@@ -36,7 +36,7 @@ from cd22scan.cohort.run import (
 from cd22scan.comparison.lineage import lineage_frame, lineage_switch
 from cd22scan.comparison.pair import Thresholds
 from cd22scan.console import progress
-from cd22scan.errors import Cd22scanError, InputError, UsageError
+from cd22scan.errors import Cd22scanError, InputError
 from cd22scan.outputs.files import prepare_out_dir, write_table
 from cd22scan.outputs.scandir import (
     PANEL_SUFFIX,
@@ -124,12 +124,7 @@ def run_panel_cohort(
 ) -> dict[str, Path]:
     params = params or ScanParams()
     thresholds = thresholds or Thresholds()
-    if str(out_dir) == "-":
-        raise UsageError("run writes a folder of files: -o - (standard output) is not one; "
-                         "give a folder")  # fmt: skip
-    rows = read_sample_sheet(sheet)
-    out = prepare_out_dir(out_dir)
-    scans_dir = prepare_out_dir(out / "scans")
+    rows, out, scans_dir = open_run(sheet, out_dir)
     log.info("scanning %d samples for %d genes with %d job(s)", len(rows), len(genes), jobs)
     with worker_pool(jobs) as pool:
         scan_panels(rows, genes, params, scans_dir, pool)

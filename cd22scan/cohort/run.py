@@ -537,6 +537,17 @@ def compare_all(
     return [ev for ev, _ in done], [vd for _, vd in done]
 
 
+def open_run(sheet: str | Path, out_dir: str | Path) -> tuple[list[SheetRow], Path, Path]:
+    """The start of every ``run``: the sheet's rows, the output folder and its ``scans/`` folder
+    (refusing ``-o -``: a run writes a folder of files)."""
+    if str(out_dir) == "-":
+        raise UsageError("run writes a folder of files: -o - (standard output) is not one; "
+                         "give a folder")  # fmt: skip
+    rows = read_sample_sheet(sheet)
+    out = prepare_out_dir(out_dir)
+    return rows, out, prepare_out_dir(out / "scans")
+
+
 def run_cohort(
     sheet: str | Path,
     out_dir: str | Path,
@@ -550,12 +561,7 @@ def run_cohort(
     the car column empty."""
     params = params or ScanParams()
     thresholds = thresholds or Thresholds()
-    if str(out_dir) == "-":
-        raise UsageError("run writes a folder of files: -o - (standard output) is not one; "
-                         "give a folder")  # fmt: skip
-    rows = read_sample_sheet(sheet)
-    out = prepare_out_dir(out_dir)
-    scans_dir = prepare_out_dir(out / "scans")
+    rows, out, scans_dir = open_run(sheet, out_dir)
     log.info("scanning %d samples with %d job(s)", len(rows), jobs)
     with worker_pool(jobs) as pool:
         return _scan_and_compare(sheet, rows, out, scans_dir, params, thresholds, pool, cars)

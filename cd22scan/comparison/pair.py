@@ -637,7 +637,7 @@ def _mutation_rows(
     # both samples no ΔVAF can reach the threshold, so testing it would only dilute the others'
     # q-values: independent filtering). Deep samples test alleles below 5 %, shallow ones keep
     # the 5 % floor.
-    error = {id(calls_b): mismatch_rate(b.bases), id(calls_r): mismatch_rate(r.bases)}
+    eb, er = mismatch_rate(b.bases), mismatch_rate(r.bases)
 
     def candidate(x: dict[str, Any], rate: float) -> bool:
         if x["alt_reads"] < _CANDIDATE_MIN_ALT:
@@ -649,7 +649,6 @@ def _mutation_rows(
         depth = max(int(x["depth"] or 0), int(x["alt_reads"]))
         return binomial_upper_tail(int(x["alt_reads"]), depth, rate) < _ERROR_MODEL_P
 
-    eb, er = error[id(calls_b)], error[id(calls_r)]
     keys = sorted(
         {k for k, x in vb.items() if candidate(x, eb)}
         | {k for k, x in vr.items() if candidate(x, er)}

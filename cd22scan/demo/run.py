@@ -17,7 +17,9 @@ the CAR of each patient in the sheet's ``car`` column; issue 15):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from cd22scan.cohort.panel_run import run_panel_cohort
 from cd22scan.cohort.run import run_cohort, worker_pool
@@ -28,6 +30,8 @@ from cd22scan.sample.scan import ScanParams
 from cd22scan.target.panel import lineage_markers
 
 log = logging.getLogger("cd22scan")
+
+T = TypeVar("T")
 
 FRAGMENTS = 2500
 BACKGROUND = 20_000  # off-gene reads: the library size that CPM is measured against
@@ -89,14 +93,7 @@ def make_demo_cohort(data_dir: Path, seed: int, jobs: int = 2) -> Path:
                 (data_dir, patient, timepoint, spec, seed * 100 + i, seed * 100 + i * 2 + j)
             )
     log.info("simulating %d samples over CD22 (GRCh38)", len(tasks))
-    with (
-        progress("samples simulated", unit=" samples", total=len(tasks)) as bar,
-        worker_pool(jobs) as pool,
-    ):
-        done = []
-        for result in (pool.map if pool else map)(_simulate_sample, tasks):
-            done.append(result)
-            bar.update(1)
+    done = _simulate_all(_simulate_sample, tasks, jobs)
     references = {patient: ref for patient, _s, tp, _b, ref in done if tp == "baseline"}
     rows = ["patient\tsample\ttimepoint\tpath\treference"]
     for patient, sample, timepoint, bam, _ref in done:
@@ -148,6 +145,19 @@ def _simulate_panel_sample(task: tuple) -> tuple[str, str, str, str]:
     return patient, sample, timepoint, str(bam)
 
 
+def _simulate_all(simulate_one: Callable[[tuple], T], tasks: list[tuple], jobs: int) -> list[T]:
+    """``simulate_one`` of every task, in order, over ``jobs`` processes, with a progress bar."""
+    with (
+        progress("samples simulated", unit=" samples", total=len(tasks)) as bar,
+        worker_pool(jobs) as pool,
+    ):
+        done = []
+        for result in (pool.map if pool else map)(simulate_one, tasks):
+            done.append(result)
+            bar.update(1)
+    return done
+
+
 def make_demo_panel(data_dir: Path, seed: int, jobs: int = 2) -> Path:
     """Simulate the panel cohort's BAMs and write its sample sheet (with a car column)."""
     tasks, cars = [], {}
@@ -157,14 +167,7 @@ def make_demo_panel(data_dir: Path, seed: int, jobs: int = 2) -> Path:
             tasks.append((data_dir, patient, timepoint, genes, seed * 1000 + 100 * i + 50 * j,
                           seed * 1000 + 100 * i))  # fmt: skip
     log.info("simulating %d samples over %d genes (GRCh38)", len(tasks), len(panel_genes()))
-    with (
-        progress("samples simulated", unit=" samples", total=len(tasks)) as bar,
-        worker_pool(jobs) as pool,
-    ):
-        done = []
-        for result in (pool.map if pool else map)(_simulate_panel_sample, tasks):
-            done.append(result)
-            bar.update(1)
+    done = _simulate_all(_simulate_panel_sample, tasks, jobs)
     rows = ["patient\tsample\ttimepoint\tpath\tcar"]
     for patient, sample, timepoint, bam in done:
         rel = Path(bam).relative_to(data_dir)
