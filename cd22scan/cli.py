@@ -545,6 +545,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             thresholds=thresholds_from_namespace(args),
             jobs=args.jobs,
             cars=_cars(args),
+            calibrate_dispersion=not args.fixed_dispersion,
         )
         log.info("cohort outputs in %s (one folder per gene in pairs/)", args.out)
         return 0
@@ -557,6 +558,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         thresholds=thresholds_from_namespace(args),
         jobs=args.jobs,
         cars=_cars(args),
+        calibrate_dispersion=not args.fixed_dispersion,
     )
     log.info("cohort outputs in %s", args.out)
     return 0
@@ -567,6 +569,10 @@ def _cmd_workflow(args: argparse.Namespace) -> int:
 
     if args.what == "path":
         print(workflow_files.snakefile_path())
+    elif args.what == "dispersion":
+        workflow_files.learn_cohort_dispersion(
+            args.samplesheet, args.out, args.compare_args, args.fixed_dispersion
+        )
     elif args.what == "compare-pair":
         workflow_files.compare_pair(args.samplesheet, args.out, args.pair, args.compare_args)
     else:
@@ -671,6 +677,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--jobs", type=int, default=1, help="samples scanned in parallel [1]")
     _add_scan_options(p_run)
     _add_threshold_options(p_run)
+    p_run.add_argument(
+        "--fixed-dispersion",
+        action="store_true",
+        help="test every pair with --dispersion and the fixed expression dispersion even when "
+        "the cohort has enough baselines (8 per gene) to learn them (comparison/dispersion.py)",
+    )
     _add_car_option(p_run, per_patient=True)
     p_run.set_defaults(func=_cmd_run)
 
@@ -687,6 +699,11 @@ def build_parser() -> argparse.ArgumentParser:
     wf_path = wf_steps.add_parser("path", parents=[common], help="print the Snakefile's location")
     wf_path.set_defaults(func=_cmd_workflow)
     for step, text in (
+        (
+            "dispersion",
+            "learn the tests' dispersions from the cohort's baselines into "
+            "OUT/dispersion.json, as run does (the workflow's step, before compare-pair)",
+        ),
         ("compare-pair", "compare one pair of the sheet into OUT/pairs (the workflow's step)"),
         ("cohort", "write the cohort files from OUT/pairs and OUT/scans (the workflow's step)"),
     ):
@@ -695,6 +712,12 @@ def build_parser() -> argparse.ArgumentParser:
         p_step.add_argument("out", help="the workflow's output directory")
         if step == "compare-pair":
             p_step.add_argument("pair", help="pair name, BASELINE_vs_RELAPSE")
+        if step == "dispersion":
+            p_step.add_argument(
+                "--fixed-dispersion",
+                action="store_true",
+                help="keep the stated dispersions (as run --fixed-dispersion)",
+            )
         p_step.add_argument(
             "--compare-args",
             default="",

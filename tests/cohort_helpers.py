@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from simulator import simulate, small_gene
 
 from cd22scan.demo.simulate import write_gtf
@@ -34,3 +35,23 @@ def write_small_cohort(
     sheet = folder / "samples.tsv"
     sheet.write_text("\n".join(lines) + "\n")
     return sheet, gtf
+
+
+def replicate_cohort_specs(patients: int, seed: int, rho: float = 0.01) -> list[CohortSpec]:
+    """Patients whose baseline and relapse differ only by biology: each sample draws its own
+    Δex2 and intron 3 retention shares (beta, means 0.05 and 0.08, intra-class correlation
+    ``rho``), as scripts/validation.py draws them."""
+    rng = np.random.default_rng(seed)
+    scale = 1 / rho - 1
+
+    def share(mean: float) -> float:
+        return float(rng.beta(mean * scale, (1 - mean) * scale))
+
+    specs: list[CohortSpec] = []
+    for p in range(patients):
+        for timepoint in ("baseline", "relapse"):
+            skip, retain = share(0.05), share(0.08)
+            isoforms = {"canonical": 1 - skip - retain, "skip:2": skip, "retain:3": retain}
+            specs.append((f"P{p}", f"P{p}_{timepoint[0].upper()}", timepoint, isoforms,
+                          seed + 10 * p + (timepoint == "relapse")))  # fmt: skip
+    return specs

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from cohort_helpers import write_small_cohort
+from cohort_helpers import replicate_cohort_specs, write_small_cohort
 from polars.testing import assert_frame_equal
 
+from cd22scan.cli import main
 from cd22scan.cohort.run import read_sample_sheet, run_cohort
 from cd22scan.cohort.workflow import snakefile_path
+from cd22scan.comparison.dispersion import MIN_BASELINES
 from cd22scan.outputs.multiqc import GENERAL_STATS_FILE, VERDICTS_FILE
 from cd22scan.sample.scan import ScanParams
 
@@ -169,7 +171,7 @@ def test_snakefile_declares_threads_and_an_environment():
     text = snakefile_path().read_text()
     rules = text.split("\nrule ")[1:]
     jobs = [r for r in rules if "shell:" in r]
-    assert len(jobs) == 3
+    assert len(jobs) == 4  # scan, dispersion, compare, cohort
     for rule in jobs:
         assert "threads:" in rule and "conda:" in rule, rule.splitlines()[0]
     scan_rule = next(r for r in jobs if r.startswith("scan:"))
@@ -177,3 +179,30 @@ def test_snakefile_declares_threads_and_an_environment():
     env = snakefile_path().parent / "environment.yaml"
     assert 'ENV = "environment.yaml"' in text and env.is_file()
     assert "pysam" in env.read_text() and "cd22scan" in env.read_text()
+
+
+def test_workflow_learns_the_dispersion_as_run_does(tmp_path):
+    """A cohort with enough baselines: the workflow's dispersion step learns what run learns
+    (dispersion.json and every pair's files equal), and --fixed-dispersion is said there."""
+    sheet, gtf = write_small_cohort(
+        tmp_path, replicate_cohort_specs(MIN_BASELINES, seed=500), n_fragments=600,
+        bam_dir="bams",
+    )  # fmt: skip
+    run_cohort(sheet, tmp_path / "run", ScanParams(gene="SMALL", gtf=str(gtf)), jobs=2)
+    _snakemake(tmp_path, f"samplesheet={sheet.name}", "out=wf",
+               f"scan_args=--gtf {gtf} --gene SMALL")  # fmt: skip
+    _same_files(tmp_path / "wf", tmp_path / "run")
+    record = json.loads((tmp_path / "wf" / "dispersion.json").read_text())["genes"]["SMALL"]
+    assert record["source"].startswith(f"cohort: {MIN_BASELINES} baselines")
+    assert {x["event_type"] for x in record["learned"]} >= {"expression_loss", "exon_skipping"}
+    verdicts = pl.read_csv(tmp_path / "wf" / "cohort_verdicts.tsv", separator="\t")
+    assert set(verdicts["dispersion_source"]) == {record["source"]}
+
+    assert main(["workflow", "dispersion", str(sheet), str(tmp_path / "wf"),
+                 "--fixed-dispersion"]) == 0  # fmt: skip
+    fixed = json.loads((tmp_path / "wf" / "dispersion.json").read_text())["genes"]["SMALL"]
+    assert (fixed["source"], fixed["learned"], fixed["reason"]) == (
+        "fixed",
+        [],
+        "--fixed-dispersion",
+    )

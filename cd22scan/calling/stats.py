@@ -1,4 +1,5 @@
-"""Tests for baseline-vs-relapse comparisons on counts; standard library + numpy only.
+"""Tests for baseline-vs-relapse comparisons on counts; standard library + numpy (scipy's
+incomplete beta function for the F reference of an estimated dispersion).
 
 One baseline and one relapse sample per patient means no replicates, so the between-sample
 variation that replicates would measure has to be stated. A plain Fisher or binomial test on
@@ -21,12 +22,16 @@ import numpy as np
 __all__ = [
     "DEFAULT_DISPERSION",
     "benjamini_hochberg",
+    "beta_binomial_rho_moments",
     "beta_binomial_two_sample_test",
     "binomial_lrt",
+    "f_1_df_sf",
     "fisher_exact_two_sided",
     "log2_fold_change",
+    "nb_dispersion_moments",
     "poisson_rate_test",
     "rho_from_nb_dispersion",
+    "squeeze_dispersion",
 ]
 
 DEFAULT_DISPERSION = 0.01
@@ -166,6 +171,7 @@ def beta_binomial_two_sample_test(
     n2: int,
     dispersion: float = DEFAULT_DISPERSION,
     alternative: str = "two-sided",
+    dispersion_df: float | None = None,
 ) -> float:
     """Two-sided p-value that k1/n1 and k2/n2 share one mean, allowing over-dispersion.
 
@@ -181,6 +187,13 @@ def beta_binomial_two_sample_test(
     one-sided test of a hypothesis whose direction was stated beforehand, from the signed root
     of the statistic (r = ±sqrt(stat) is asymptotically standard normal): p = P(Z >= r), i.e.
     half the two-sided p when the estimates lie in the stated direction, 1 − half otherwise.
+
+    ``dispersion_df``: the degrees of freedom ``dispersion`` was estimated with (a cohort's
+    baselines, ``beta_binomial_rho_moments``). An estimated rho is itself uncertain, and a test
+    that takes it as known rejects too often when it came out low; as edgeR's quasi-likelihood
+    F-test does, the statistic is then referred to F(1, d) instead of chi-square(1):
+    p = P(F(1, d) >= stat) = I_{d / (d + stat)}(d / 2, 1 / 2) (scipy.special.betainc), which
+    tends to the chi-square p as d grows. None: rho is taken as known (a stated value).
     """
     _check_counts(k1, n1, "sample 1")
     _check_counts(k2, n2, "sample 2")
@@ -197,12 +210,27 @@ def beta_binomial_two_sample_test(
     joint = _maximize_concave(
         lambda mu: _bb_loglik(k1, n1, mu, scale) + _bb_loglik(k2, n2, mu, scale)
     )
-    two_sided = _chi2_1df_sf(max(0.0, 2.0 * (separate - joint)))
+    statistic = max(0.0, 2.0 * (separate - joint))
+    if dispersion_df is None:
+        two_sided = _chi2_1df_sf(statistic)
+    else:
+        two_sided = f_1_df_sf(statistic, dispersion_df)
     if alternative == "two-sided":
         return two_sided
     # k2/n2 vs k1/n1 by cross-multiplication (exact on integers); equal shares give r = 0
     along = k2 * n1 > k1 * n2 if alternative == "greater" else k2 * n1 < k1 * n2
     return two_sided / 2 if along else 1.0 - two_sided / 2
+
+
+def f_1_df_sf(statistic: float, df: float) -> float:
+    """Upper tail of the F distribution with (1, ``df``) degrees of freedom at ``statistic``."""
+    if not df > 0:
+        raise ValueError(f"degrees of freedom must be > 0, got {df}")
+    if statistic <= 0 or math.isnan(statistic):
+        return 1.0
+    from scipy.special import betainc  # only where an estimated dispersion is used
+
+    return float(min(1.0, betainc(df / 2, 0.5, df / (df + statistic))))
 
 
 def binomial_lrt(k1: int, n1: int, k2: int, n2: int) -> float:
@@ -332,6 +360,90 @@ def log2_fold_change(k1: float, n1: float, k2: float, n2: float, pseudocount: fl
     if pseudocount < 0 or k1 + pseudocount <= 0 or k2 + pseudocount <= 0:
         raise ValueError("counts + pseudocount must be > 0")
     return math.log2((k2 + pseudocount) / n2) - math.log2((k1 + pseudocount) / n1)
+
+
+# --- over-dispersion from replicates ------------------------------------------------------------
+# Moment estimators of the dispersion the tests above take, from m samples that differ only by
+# the variability a pair's test must allow for (a cohort's baselines). One value per event type
+# is pooled over its features (exons, introns, junctions): each feature has its own mean, all
+# share one dispersion. They return (estimate, degrees of freedom); an estimate below 0 (less
+# spread than binomial / Poisson sampling) is returned as 0.
+
+
+def beta_binomial_rho_moments(
+    features: Sequence[Sequence[tuple[int, int]]],
+) -> tuple[float, int]:
+    """Pooled beta-binomial rho (intra-class correlation) of features observed as k of n reads in
+    several samples; each feature its own mean p, one rho for all (Kleinman 1973).
+
+    Per feature with samples i = 1..m, N = Σ n_i, p̂ = Σ k_i / N and
+    S = Σ (k_i − n_i·p̂)² / n_i: E[S] = p(1 − p)·((m − 1) + rho·(N − Σ n_i² / N − (m − 1))),
+    since Var k_i = n_i·p(1 − p)·(1 + (n_i − 1)·rho). Pooled over features,
+    rho = Σ (S / (p̂(1 − p̂)) − (m − 1)) / Σ (N − Σ n_i² / N − (m − 1)). Samples with n = 0 are
+    left out; a feature needs >= 2 samples and 0 < p̂ < 1 (a share of 0 or 1 everywhere says
+    nothing about the spread). Degrees of freedom: Σ (m − 1) over the features used.
+    """
+    numerator = denominator = 0.0
+    df = 0
+    for observations in features:
+        seen = [(k, n) for k, n in observations if n > 0]
+        for k, n in seen:
+            _check_counts(k, n, "beta_binomial_rho_moments")
+        m = len(seen)
+        total = sum(n for _, n in seen)
+        hits = sum(k for k, _ in seen)
+        if m < 2 or hits == 0 or hits == total:
+            continue
+        p = hits / total
+        spread = sum((k - n * p) ** 2 / n for k, n in seen)
+        numerator += spread / (p * (1 - p)) - (m - 1)
+        denominator += total - sum(n * n for _, n in seen) / total - (m - 1)
+        df += m - 1
+    if df == 0 or denominator <= 0:
+        return 0.0, 0
+    return min(0.999, max(0.0, numerator / denominator)), df
+
+
+def nb_dispersion_moments(
+    features: Sequence[Sequence[tuple[int, float]]],
+) -> tuple[float, int]:
+    """Pooled negative-binomial dispersion phi (var = mu + phi·mu², edgeR's BCV²) of counts c_i
+    over exposures L_i (library sizes) in several samples; each feature its own rate.
+
+    Per feature, mu_i = L_i·Σc / ΣL and X = Σ (c_i − mu_i)² / mu_i (Pearson):
+    E[X] ≈ (m − 1) + phi·(M − Σ mu_i² / M), M = Σ mu_i (the beta-binomial form above as the
+    share of the library goes to 0). Pooled: phi = Σ (X − (m − 1)) / Σ (M − Σ mu_i² / M).
+    A feature needs >= 2 samples with L > 0 and a count somewhere.
+    """
+    numerator = denominator = 0.0
+    df = 0
+    for observations in features:
+        seen = [(c, size) for c, size in observations if size > 0]
+        for c, _ in seen:
+            if c < 0:
+                raise ValueError(f"nb_dispersion_moments: counts must be >= 0, got {c}")
+        m = len(seen)
+        hits = sum(c for c, _ in seen)
+        if m < 2 or hits == 0:
+            continue
+        rate = hits / sum(size for _, size in seen)
+        mus = [rate * size for _, size in seen]
+        total = sum(mus)
+        numerator += sum((c - mu) ** 2 / mu for (c, _), mu in zip(seen, mus, strict=True)) - (m - 1)
+        denominator += total - sum(mu * mu for mu in mus) / total
+        df += m - 1
+    if df == 0 or denominator <= 0:
+        return 0.0, 0
+    return max(0.0, numerator / denominator), df
+
+
+def squeeze_dispersion(estimate: float, df: int, prior: float, prior_df: float) -> float:
+    """The estimate moved toward ``prior`` as limma's squeezeVar moves a variance toward its
+    prior: (prior_df·prior + df·estimate) / (prior_df + df). Few samples keep most of the prior;
+    many make the estimate."""
+    if df < 0 or prior_df < 0 or df + prior_df == 0:
+        raise ValueError(f"need df, prior_df >= 0 and not both 0, got {df}, {prior_df}")
+    return (prior_df * prior + df * estimate) / (prior_df + df)
 
 
 # --- multiple testing ----------------------------------------------------------------------------

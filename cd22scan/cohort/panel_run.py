@@ -26,12 +26,14 @@ from cd22scan.cohort.run import (
     _each_done,
     compare_all,
     finish_run,
+    learn_dispersion,
     open_run,
     patient_cars,
     plan_cohort,
     warn_unpaired,
     worker_pool,
     write_cohort_outputs,
+    write_dispersion,
 )
 from cd22scan.comparison.lineage import lineage_frame, lineage_switch
 from cd22scan.comparison.pair import Thresholds
@@ -121,7 +123,10 @@ def run_panel_cohort(
     thresholds: Thresholds | None = None,
     jobs: int = 1,
     cars: dict[str, Binder] | None = None,
+    calibrate_dispersion: bool = True,
 ) -> dict[str, Path]:
+    """Every gene of ``genes`` in each pair; dispersions are learned per gene
+    (``run.compare_all``)."""
     params = params or ScanParams()
     thresholds = thresholds or Thresholds()
     rows, out, scans_dir = open_run(sheet, out_dir)
@@ -133,6 +138,7 @@ def run_panel_cohort(
         by_patient = patient_cars(rows, cars)
         have = {row.sample: set(_panel_genes(row, scans_dir)) for row in rows}
         events, verdicts, files = [], [], {}
+        records: dict[str, dict] = {}
         for gene in genes:
             mine = [p for p in pairs if gene in have[p.baseline] and gene in have[p.relapse]]
             left = [p.name for p in pairs if p not in mine]
@@ -145,8 +151,10 @@ def run_panel_cohort(
                 row.sample: replace(row, path=_panel_dir(row, scans_dir) / gene) for row in rows
             }
             pairs_dir = prepare_out_dir(out / "pairs" / gene)
-            ev, vd = compare_all(mine, gene_rows, scans_dir, pairs_dir, thresholds, pool,
-                                 by_patient)  # fmt: skip
+            learned, records[gene] = learn_dispersion(
+                mine, gene_rows, scans_dir, thresholds, calibrate_dispersion
+            )
+            ev, vd = compare_all(mine, gene_rows, scans_dir, pairs_dir, learned, pool, by_patient)
             events += ev
             verdicts += vd
             for pair in mine:
@@ -161,6 +169,7 @@ def run_panel_cohort(
     lineage_path = write_table(lineage, out / LINEAGE_TABLE)
     written = write_cohort_outputs(out, events, verdicts, unpaired, patients, thresholds, scans)
     written["lineage"] = lineage_path
+    written["dispersion"] = write_dispersion(out, records)
     for line in lineage.filter(pl.col("lineage_switch"))["text"].to_list():
         log.info("%s", line)
     for row in rows:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import polars as pl
 
+from cd22scan.comparison.dispersion import MIN_BASELINES, PRIOR_DF, calibrate
 from cd22scan.comparison.pair import Comparison, Thresholds, compare_samples
 from cd22scan.console import progress, setup_worker
 from cd22scan.errors import Cd22scanError, InputError, UsageError
@@ -511,6 +512,74 @@ def _compare_worker(
     return write_pair_outputs(pairs_dir, pair.patient, comparison, base_scan, rel_scan)
 
 
+DISPERSION_FILE = "dispersion.json"  # per gene: the dispersions the pairs were tested with
+
+
+def learn_dispersion(
+    pairs: list[Pair],
+    by_name: dict[str, SheetRow],
+    scans_dir: Path,
+    thresholds: Thresholds,
+    calibrate_dispersion: bool = True,
+) -> tuple[Thresholds, dict[str, Any]]:
+    """``thresholds`` with the dispersions learned from the pairs' distinct baselines
+    (``comparison.dispersion``), or as given with fewer than ``MIN_BASELINES`` of them or without
+    ``calibrate_dispersion``; and the record of what was done (one gene's entry of
+    ``DISPERSION_FILE``, read back by ``thresholds_from_record``)."""
+    names = sorted({pair.baseline for pair in pairs})
+    record: dict[str, Any] = {
+        "source": "fixed",
+        "baselines": len(names),
+        "min_baselines": MIN_BASELINES,
+        "prior_df": PRIOR_DF,
+        "fixed": {"dispersion": thresholds.dispersion,
+                  "expression_dispersion": thresholds.expression_dispersion},
+        "learned": [],
+    }  # fmt: skip
+    if not calibrate_dispersion or len(names) < MIN_BASELINES:
+        why = (
+            "--fixed-dispersion"
+            if not calibrate_dispersion
+            else (f"{len(names)} baseline(s), a cohort needs {MIN_BASELINES} to learn its own")
+        )
+        record["reason"] = why
+        log.info("dispersion: fixed (rho %g, expression phi %g): %s", thresholds.dispersion,
+                 thresholds.expression_dispersion, why)  # fmt: skip
+        return thresholds, record
+    scans = [_load(by_name[name], scans_dir) for name in names]
+    calibration = calibrate(scans, thresholds)
+    assert calibration is not None
+    learned = calibration.thresholds(thresholds)
+    record["source"] = learned.dispersion_source()
+    record["learned"] = [
+        {"event_type": kind, "value": value, "df": df,
+         "estimate": calibration.estimates[kind][0], "estimate_df": calibration.estimates[kind][1]}
+        for kind, value, df in learned.calibrated
+    ]  # fmt: skip
+    parts = [
+        f"{x['event_type']} {x['value']:.3g} (estimate {x['estimate']:.3g}, {x['estimate_df']} df)"
+        for x in record["learned"]
+    ]
+    log.info("%s dispersion from %d baselines: %s", scans[0].model.gene, len(names),
+             "; ".join(parts))  # fmt: skip
+    return learned, record
+
+
+def thresholds_from_record(thresholds: Thresholds, record: dict[str, Any]) -> Thresholds:
+    """``thresholds`` with the learned values of one gene's ``DISPERSION_FILE`` entry."""
+    learned = tuple(
+        (x["event_type"], float(x["value"]), float(x["df"])) for x in record.get("learned", [])
+    )
+    if not learned:
+        return thresholds
+    return replace(thresholds, calibrated=learned, calibrated_from=int(record["baselines"]))
+
+
+def write_dispersion(out: Path, records: dict[str, dict[str, Any]]) -> Path:
+    """``OUT/dispersion.json``: per gene, the dispersions its pairs were tested with."""
+    return write_json({"genes": records}, out / DISPERSION_FILE)
+
+
 def compare_all(
     pairs: list[Pair],
     by_name: dict[str, SheetRow],
@@ -556,15 +625,19 @@ def run_cohort(
     thresholds: Thresholds | None = None,
     jobs: int = 1,
     cars: dict[str, Binder] | None = None,
+    calibrate_dispersion: bool = True,
 ) -> dict[str, Path]:
     """``cars``: the CAR binders by gene (``--car``) of every patient whose sheet rows leave
-    the car column empty."""
+    the car column empty. ``calibrate_dispersion``: learn the tests' dispersions from the
+    cohort's baselines when it has enough (``compare_all``)."""
     params = params or ScanParams()
     thresholds = thresholds or Thresholds()
     rows, out, scans_dir = open_run(sheet, out_dir)
     log.info("scanning %d samples with %d job(s)", len(rows), jobs)
     with worker_pool(jobs) as pool:
-        return _scan_and_compare(sheet, rows, out, scans_dir, params, thresholds, pool, cars)
+        return _scan_and_compare(
+            sheet, rows, out, scans_dir, params, thresholds, pool, cars, calibrate_dispersion
+        )
 
 
 def _scan_and_compare(
@@ -576,6 +649,7 @@ def _scan_and_compare(
     thresholds: Thresholds,
     pool: ProcessPoolExecutor | None,
     cars: dict[str, Binder] | None = None,
+    calibrate_dispersion: bool = True,
 ) -> dict[str, Path]:
     scan_all(rows, params, scans_dir, pool)
     pairs, unpaired, patients = plan_cohort(rows)
@@ -583,13 +657,13 @@ def _scan_and_compare(
     by_name = {row.sample: row for row in rows}
     pairs_dir = prepare_out_dir(out / "pairs")
     by_patient = patient_cars(rows, cars)
-    events, verdicts = compare_all(
-        pairs, by_name, scans_dir, pairs_dir, thresholds, pool, by_patient
-    )
     scans = [_load(row, scans_dir) for row in rows]
+    learned, record = learn_dispersion(pairs, by_name, scans_dir, thresholds, calibrate_dispersion)
+    events, verdicts = compare_all(pairs, by_name, scans_dir, pairs_dir, learned, pool, by_patient)
     if any(not (s.summary.get("parameters") or {}).get("reference") for s in scans):
         log.info("%s", NO_REFERENCE_NOTE)  # once per run, not per sample
     written = write_cohort_outputs(out, events, verdicts, unpaired, patients, thresholds, scans)
+    written["dispersion"] = write_dispersion(out, {scans[0].model.gene: record} if scans else {})
     files = run_files(out, rows, pairs, written)
     written["manifest"] = finish_run(out, files)
     return written

@@ -15,18 +15,23 @@ Both call the functions ``run`` calls (``cohort.write_pair_outputs``,
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 
 import polars as pl
 
 from cd22scan.cohort.run import (
+    DISPERSION_FILE,
     Pair,
     SheetRow,
+    learn_dispersion,
     patient_cars,
     plan_cohort,
     read_sample_sheet,
+    thresholds_from_record,
     write_cohort_outputs,
+    write_dispersion,
     write_pair_outputs,
 )
 from cd22scan.comparison.pair import VERDICT_COLUMNS, Thresholds, compare_samples
@@ -40,6 +45,7 @@ __all__ = [
     "Pair",
     "aggregate_cohort",
     "compare_pair",
+    "learn_cohort_dispersion",
     "plan_cohort",
     "scan_directory",
     "snakefile_path",
@@ -77,11 +83,44 @@ def _load(row: SheetRow, out: Path) -> ScanResult:
     return load_scan(scan_directory(row, out), row.sample)
 
 
+def learn_cohort_dispersion(
+    samplesheet: str | Path, out: str | Path, compare_args: str = "", fixed: bool = False
+) -> Path:
+    """The dispersion step of the workflow, once before the comparisons: what ``run`` learns from
+    the cohort's baselines (``cohort.learn_dispersion``), written to ``OUT/dispersion.json``
+    for every compare step to read."""
+    rows = read_sample_sheet(samplesheet)
+    pairs, _, _ = plan_cohort(rows)
+    out = prepare_out_dir(out)
+    by_name = {row.sample: row for row in rows}
+    _, record = learn_dispersion(
+        pairs, by_name, out / "scans", thresholds_from_args(compare_args), not fixed
+    )
+    if not pairs:
+        return write_dispersion(out, {})
+    gene = _load(by_name[pairs[0].baseline], out).model.gene
+    return write_dispersion(out, {gene: record})
+
+
+def _learned(out: Path, thresholds: Thresholds, gene: str) -> Thresholds:
+    """``thresholds`` with the values of OUT/dispersion.json for ``gene`` (the dispersion step)."""
+    path = out / DISPERSION_FILE
+    try:
+        records = json.loads(path.read_text("utf-8"))["genes"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(
+            f"{path}: cannot read the cohort's dispersions ({exc}); run `cd22scan workflow "
+            "dispersion SHEET OUT` first (the Snakefile does)"
+        ) from None
+    return thresholds_from_record(thresholds, records.get(gene, {}))
+
+
 def compare_pair(
     samplesheet: str | Path, out: str | Path, pair_name: str, compare_args: str = ""
 ) -> dict[str, Path]:
     """The compare step of the workflow: one pair, the per-pair files of ``cd22scan run``
-    (``cohort.write_pair_outputs``) plus the typed events for the cohort step."""
+    (``cohort.write_pair_outputs``) plus the typed events for the cohort step; tested with the
+    dispersions of OUT/dispersion.json (``learn_cohort_dispersion``)."""
     rows = {row.sample: row for row in read_sample_sheet(samplesheet)}
     pairs, _, _ = plan_cohort(list(rows.values()))
     by_name = {pair.name: pair for pair in pairs}
@@ -91,11 +130,9 @@ def compare_pair(
     out = Path(out)
     baseline, relapse = _load(rows[pair.baseline], out), _load(rows[pair.relapse], out)
     cars = patient_cars(list(rows.values())).get(pair.patient, {})  # the sheet's car column
+    thresholds = _learned(out, thresholds_from_args(compare_args), baseline.model.gene)
     comparison = compare_samples(
-        baseline,
-        relapse,
-        thresholds=thresholds_from_args(compare_args),
-        binder=cars.get(baseline.model.gene),
+        baseline, relapse, thresholds=thresholds, binder=cars.get(baseline.model.gene)
     )
     pairs_dir = prepare_out_dir(out / "pairs")
     write_pair_outputs(pairs_dir, pair.patient, comparison, baseline, relapse)

@@ -25,6 +25,11 @@ negative-binomial dispersion), and a row is **called** only when, together,
 * the sample where the event is seen (the one with the larger value) has ≥ ``min_reads`` reads
   behind it (fragments of the gene or exon, junction reads, retained reads, alt reads).
 
+The dispersions are the stated ones unless ``Thresholds.calibrated`` holds values a cohort's
+baselines gave (``comparison.dispersion``; ``run`` with >= 8 baselines): then each event type
+uses its own (``Thresholds.rho`` / ``phi``), learned proportions are referred to F(1, d), and
+the verdict row says so (``dispersion_source``, ``dispersions``).
+
 Tests, per ``event_type`` (effects are relapse − baseline, or log2 relapse / baseline)
 ------------------------------------------------------------------------------------------
 * ``expression_loss`` (feature ``gene``): fragments on the gene (``fragments_on_gene``) per
@@ -148,6 +153,8 @@ SPLICING_TYPES = (
     "long_read_isoform",
 )
 LOSS_TYPES = ("expression_loss", "exon_loss")
+# Event types tested with the dispersion learned for another (Thresholds.rho).
+_CALIBRATED_AS = {"novel_junction": "exon_skipping", "isoform_shift": "exon_skipping"}
 
 PROTEIN_ALTERING = frozenset(
     {
@@ -215,6 +222,10 @@ VERDICT_COLUMNS = {
     "car": pl.Utf8,
     "binder_verdict": pl.Utf8,  # epitope.binder_verdict over the escape rows
     "binder_text": pl.Utf8,  # "CD22 Δex5-6 at relapse, m971 epitope retained"
+    # "fixed" or "cohort: N baselines (...)" (Thresholds.dispersion_source), and the dispersion
+    # in force per event type as JSON (phi for expression_loss, rho for the others)
+    "dispersion_source": pl.Utf8,
+    "dispersions": pl.Utf8,
 }
 
 # Comparison.mutations: one row per tested allele and sample (long form, the two samples of the
@@ -266,6 +277,11 @@ class Thresholds:
     min_reads: int = 5  # reads behind an event in the sample where it is seen
     dispersion: float = 0.01  # beta-binomial rho for proportions
     expression_dispersion: float = 0.05  # negative-binomial phi for gene counts
+    # Dispersions learned from a cohort's baselines, (event type, value, degrees of freedom)
+    # (``comparison.dispersion.calibrate``): phi for expression_loss, rho for the others; a type
+    # not listed keeps the fixed value above. ``calibrated_from``: how many baselines.
+    calibrated: tuple[tuple[str, float, float], ...] = ()
+    calibrated_from: int = 0
 
     def __post_init__(self) -> None:
         if self.min_log2fc_loss >= 0:
@@ -279,9 +295,53 @@ class Thresholds:
             raise UsageError(f"min_reads must be >= 0; got {self.min_reads}")
         if not 0 <= self.dispersion < 1:
             raise UsageError(f"dispersion must be in [0, 1); got {self.dispersion}")
+        for kind, value, df in self.calibrated:
+            top = math.inf if kind == "expression_loss" else 1.0
+            if kind not in EVENT_TYPES or not 0 <= value < top or not df > 0:
+                raise UsageError(
+                    f"calibrated dispersion {kind}={value} ({df} df): not a valid value"
+                )
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def rho(self, event_type: str) -> float:
+        """The beta-binomial rho a proportion of ``event_type`` is tested with: the cohort's
+        (novel junctions and isoform shifts: the skipping value, the same measure, a junction's
+        share of its donor's splicing) or the fixed ``dispersion``."""
+        learned = self._learned(event_type)
+        return self.dispersion if learned is None else learned[0]
+
+    def rho_df(self, event_type: str) -> float | None:
+        """The degrees of freedom of a learned rho (its test is referred to F(1, df)), None for
+        the fixed value (``stats.beta_binomial_two_sample_test``)."""
+        learned = self._learned(event_type)
+        return None if learned is None else learned[1]
+
+    def _learned(self, event_type: str) -> tuple[float, float] | None:
+        kind = _CALIBRATED_AS.get(event_type, event_type)
+        for name, value, df in self.calibrated:
+            if name == kind:
+                return value, df
+        return None
+
+    def phi(self) -> float:
+        """The negative-binomial phi of gene counts: the cohort's or ``expression_dispersion``."""
+        learned = self._learned("expression_loss")
+        return self.expression_dispersion if learned is None else learned[0]
+
+    def dispersions(self) -> dict[str, float]:
+        """Every event type's dispersion in force (phi for expression_loss, rho for the rest)."""
+        return {
+            kind: self.phi() if kind == "expression_loss" else self.rho(kind)
+            for kind in EVENT_TYPES
+        }
+
+    def dispersion_source(self) -> str:
+        if not self.calibrated:
+            return "fixed"
+        kinds = ", ".join(kind for kind, _, _ in self.calibrated)
+        return f"cohort: {self.calibrated_from} baselines ({kinds}); others fixed"
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Thresholds:
@@ -417,7 +477,7 @@ def _expression_rows(b: ScanResult, r: ScanResult, t: Thresholds) -> list[dict[s
     nb, nr = b.summary.get("library_size"), r.summary.get("library_size")
     if kb is None or kr is None or not nb or not nr:
         return []  # no library size: expression cannot be compared
-    rho = rho_from_nb_dispersion(t.expression_dispersion, share=nb / (nb + nr))
+    rho = rho_from_nb_dispersion(t.phi(), share=nb / (nb + nr))
     return [
         _row(
             "expression_loss",
@@ -465,7 +525,12 @@ def _exon_rows(
                 baseline_reads=kb,
                 relapse_reads=kr,
                 p_value=beta_binomial_two_sample_test(
-                    min(kb, nb), nb, min(kr, nr), nr, t.dispersion
+                    min(kb, nb),
+                    nb,
+                    min(kr, nr),
+                    nr,
+                    t.rho("exon_loss"),
+                    dispersion_df=t.rho_df("exon_loss"),
                 )
                 if seen
                 else None,
@@ -488,7 +553,9 @@ def _proportion_row(
     vb, vr = _share(kb, nb), _share(kr, nr)
     effect = (vr or 0.0) - (vb or 0.0) if nb > 0 and nr > 0 else None
     p = (
-        beta_binomial_two_sample_test(kb, nb, kr, nr, t.dispersion, alternative)
+        beta_binomial_two_sample_test(
+            kb, nb, kr, nr, t.rho(event_type), alternative, t.rho_df(event_type)
+        )
         if nb and nr
         else None
     )
@@ -801,7 +868,7 @@ def _loss_power(b: ScanResult, r: ScanResult, t: Thresholds) -> str | None:
     if kb < t.min_reads:
         return f"baseline has {kb} fragments on the gene, fewer than min_reads {t.min_reads}"
     kr = round(kb * nr / nb * fold)
-    rho = rho_from_nb_dispersion(t.expression_dispersion, share=nb / (nb + nr))
+    rho = rho_from_nb_dispersion(t.phi(), share=nb / (nb + nr))
     p = poisson_rate_test(kb, nb, kr, nr, dispersion=min(rho, 0.999), alternative="greater")
     if p < t.max_q:
         return None
@@ -821,7 +888,9 @@ def _proportion_power(
     kr = round(min(1.0, share_b + delta) * nr)
     if kr < t.min_reads:
         return 1.0
-    return beta_binomial_two_sample_test(kb, nb, kr, nr, t.dispersion, alternative)
+    return beta_binomial_two_sample_test(
+        kb, nb, kr, nr, t.rho("exon_skipping"), alternative, t.rho_df("exon_skipping")
+    )
 
 
 def _median_int(values: list[int]) -> int:
@@ -909,7 +978,7 @@ def _mutation_power(b: ScanResult, r: ScanResult, has_reference: bool, t: Thresh
     nr = _median_int(depth_r + [0] * max(0, cds - len(depth_r)))
     kr = round(t.min_delta_vaf * nr)
     if nr > 0 and kr >= max(t.min_reads, _MIN_CANDIDATE_ALT) and nb > 0:
-        p = beta_binomial_two_sample_test(0, nb, kr, nr, t.dispersion)
+        p = beta_binomial_two_sample_test(0, nb, kr, nr, t.rho("mutation"))
         if p < t.max_q:
             return None
     else:
@@ -1152,6 +1221,10 @@ def compare_samples(
                 "car": binder.name if binder is not None else None,
                 "binder_verdict": binder_summary,
                 "binder_text": binder_text,
+                "dispersion_source": t.dispersion_source(),
+                "dispersions": json.dumps(
+                    {kind: float(f"{value:.6g}") for kind, value in t.dispersions().items()}
+                ),
             }
         ],
         schema=VERDICT_COLUMNS,

@@ -834,6 +834,8 @@ def render_pair_report(comparison: Comparison, baseline: ScanResult, relapse: Sc
         "<h2>Events</h2>",
         _events_table(events),
         f"<details><summary>Thresholds</summary><code>{_e(thresholds)}</code></details>",
+        f"<details><summary>Dispersion: {_e(verdict.get('dispersion_source') or 'fixed')}"
+        f"</summary><code>{_e(verdict.get('dispersions') or '')}</code></details>",
     ]
     return _page(f"{model.gene} {comparison.pair}", "\n".join(parts))
 
