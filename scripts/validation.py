@@ -24,12 +24,14 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from cd22scan import scan
+from cd22scan.comparison.dispersion import MIN_BASELINES, calibrate
 from cd22scan.comparison.pair import Thresholds, compare_samples
 from cd22scan.demo.simulate import cd22_grch38, coding_positions, simulate
 
@@ -119,52 +121,74 @@ def _simulated(reps: int, tmp: Path, t: Thresholds, jobs: int = 1) -> list[dict]
         return list(pool.map(_setting, *zip(*work, strict=True)))
 
 
+# The thresholds each pair is compared with: the stated dispersions, the ones the setting's own
+# baselines give (comparison.dispersion; a setting with fewer than MIN_BASELINES pairs has none),
+# and those with a 1.5-fold expression / exon loss threshold (what the learned dispersion allows).
+MODES = ("fixed", "fixed, 1.5x loss", "cohort", "cohort, 1.5x loss")
+LOWER_LOSS = -0.585  # log2(1 / 1.5)
+
+
+def _tally(c, target) -> tuple[bool, int, int, bool]:
+    """(found, false escape rows, relapse reads of the planted row, a mechanism not assessable)"""
+    escape = c.events.filter(pl.col("escape"))
+    hit = escape.filter(pl.col("event_type") == target[0]) if target else escape.clear()
+    if target and target[1] is not None:
+        hit = hit.filter(pl.col("feature") == target[1])
+    reads = 0
+    if target:
+        planted = c.events.filter(pl.col("event_type") == target[0])
+        if target[1] is not None:
+            planted = planted.filter(pl.col("feature") == target[1])
+        else:  # the planted allele / junction: the relapse's largest value
+            planted = planted.sort("relapse_value", descending=True, nulls_last=True)
+        reads = int(planted["relapse_reads"][0]) if planted.height else 0
+    verdict = c.verdict.row(0, named=True)
+    blind = any(
+        str(verdict[f"{m}_status"]).startswith("not assessable")
+        for m in ("antigen_loss", "aberrant_splicing", "mutation")
+    )
+    return hit.height > 0, escape.height - hit.height, reads, blind
+
+
 def _setting(index: int, reps: int, tmp: Path, t: Thresholds) -> dict:
     tmp.mkdir(parents=True, exist_ok=True)
     label, target, setting, share, goal = SETTINGS[index]
-    found = false_calls = pairs_with_false = not_assessable = 0
-    event_reads: list[int] = []
     n = max(2, round(reps * share))
+    pairs = []
     for rep in range(n):
         seed = 1000 * (index + 1) + 10 * rep
         base = _sample(tmp, f"B{index}_{rep}", seed, setting, relapse=False)
         rel = _sample(tmp, f"R{index}_{rep}", seed + 1, setting, relapse=True)
-        c = compare_samples(base, rel, thresholds=t)
-        escape = c.events.filter(pl.col("escape"))
-        hit = escape.filter(pl.col("event_type") == target[0]) if target else escape.clear()
-        if target and target[1] is not None:
-            hit = hit.filter(pl.col("feature") == target[1])
-        found += hit.height > 0
-        if target:
-            planted = c.events.filter(pl.col("event_type") == target[0])
-            if target[1] is not None:
-                planted = planted.filter(pl.col("feature") == target[1])
-            else:  # the planted allele / junction: the relapse's largest value
-                planted = planted.sort("relapse_value", descending=True, nulls_last=True)
-            event_reads.append(int(planted["relapse_reads"][0]) if planted.height else 0)
-        wrong = escape.height - hit.height
-        false_calls += wrong
-        pairs_with_false += wrong > 0
-        verdict = c.verdict.row(0, named=True)
-        not_assessable += any(
-            str(verdict[f"{m}_status"]).startswith("not assessable")
-            for m in ("antigen_loss", "aberrant_splicing", "mutation")
-        )
-        for path in tmp.glob(f"[BR]{index}_{rep}"):
-            for f in path.iterdir():
-                f.unlink()
-            path.rmdir()
-    row = {
-        "setting": label,
-        "fragments": setting["fragments"],
-        "pairs": n,
-        "target": goal or "-",
-        "found": f"{found} of {n} ({100 * found / n:.0f} %)" if target else "-",
-        "median relapse reads of the event": int(np.median(event_reads)) if event_reads else "-",
-        "false escape calls": false_calls,
-        "pairs with a false call": pairs_with_false,
-        "pairs with a mechanism not assessable": not_assessable,
-    }
+        pairs.append((base, rel))
+    calibration = calibrate([base for base, _ in pairs], t)
+    thresholds = {"fixed": t, "fixed, 1.5x loss": replace(t, min_log2fc_loss=LOWER_LOSS)}
+    learned = "-"
+    if calibration is not None:
+        cohort = calibration.thresholds(t)
+        thresholds["cohort"] = cohort
+        thresholds["cohort, 1.5x loss"] = replace(cohort, min_log2fc_loss=LOWER_LOSS)
+        learned = ", ".join(f"{kind} {value:.3g}" for kind, value, _ in cohort.calibrated)
+    tallies = {mode: [_tally(compare_samples(b, r, thresholds=thr), target) for b, r in pairs]
+               for mode, thr in thresholds.items()}  # fmt: skip
+    for path in tmp.glob(f"[BR]{index}_*"):
+        for f in path.iterdir():
+            f.unlink()
+        path.rmdir()
+    row: dict = {"setting": label, "fragments": setting["fragments"], "pairs": n,
+                 "target": goal or "-"}  # fmt: skip
+    for mode in MODES:
+        got = tallies.get(mode)
+        if got is None:
+            row[mode] = "-"
+            continue
+        found = sum(x[0] for x in got)
+        cell = f"found {found} of {n} ({100 * found / n:.0f} %); " if target else ""
+        false = sum(x[1] for x in got)
+        row[mode] = f"{cell}false {false} (in {sum(x[1] > 0 for x in got)} pairs)"
+    reads = [x[2] for x in tallies["fixed"]]
+    row["median relapse reads of the event"] = int(np.median(reads)) if target else "-"
+    row["pairs with a mechanism not assessable (fixed)"] = sum(x[3] for x in tallies["fixed"])
+    row["dispersions learned from the baselines"] = learned
     print(label, row, file=sys.stderr, flush=True)
     return row
 
@@ -232,7 +256,15 @@ def main(argv: list[str] | None = None) -> int:
         "Each pair: a baseline and a relapse, each with its own isoform shares (beta, rho "
         f"{RHO}) and depth (gamma, BCV {BCV}); baseline Δex2 share {BASE_SKIP}, intron 3 "
         f"retention {BASE_RETAIN}; planted effects on the relapse. Found = the planted row "
-        "called in the escape direction; false escape calls = any other row counted as escape.",
+        "called in the escape direction; false escape calls = any other row counted as escape "
+        "(and in how many pairs).",
+        "",
+        "Each pair is compared four ways: with the stated dispersions (`fixed`); with the "
+        "dispersions learned from the baselines of the same setting, which are unchanged "
+        "samples, as a cohort's baselines are (`cohort`, `comparison/dispersion.py`; only "
+        f"settings with >= {MIN_BASELINES} pairs); and each of those with a 1.5-fold loss "
+        f"threshold (`--max-log2fc {LOWER_LOSS}` instead of -1; `1.5x loss`). Each cell: the "
+        "planted event found, and false escape calls (in how many pairs).",
         "",
         _table(simulated),
         "",
