@@ -417,11 +417,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             write_scan(result, out / "scans")
     cars = _cars(args)
     _warn_unused_cars(cars, [baseline.model.gene])
+    thresholds = thresholds_from_namespace(args)
+    if args.dispersion_from:
+        from cd22scan.cohort.run import read_dispersion
+
+        thresholds = read_dispersion(args.dispersion_from, thresholds, baseline.model.gene)
     comparison = compare_samples(
-        baseline,
-        relapse,
-        thresholds=thresholds_from_namespace(args),
-        binder=cars.get(baseline.model.gene),
+        baseline, relapse, thresholds=thresholds, binder=cars.get(baseline.model.gene)
     )
     write_table(comparison.events, out / "events.tsv")
     write_table(comparison.verdict, out / "verdict.tsv")
@@ -511,7 +513,12 @@ def _compare_panels(args: argparse.Namespace, out) -> int:
     for gene in common:
         b, r = baseline.results[gene], relapse.results[gene]
         _note_no_reference([b, r])
-        comparison = compare_samples(b, r, thresholds=thresholds, binder=cars.get(gene))
+        used = thresholds
+        if args.dispersion_from:
+            from cd22scan.cohort.run import read_dispersion
+
+            used = read_dispersion(args.dispersion_from, thresholds, gene)
+        comparison = compare_samples(b, r, thresholds=used, binder=cars.get(gene))
         folder = prepare_out_dir(out / gene)
         write_table(comparison.events, folder / "events.tsv")
         write_table(comparison.verdict, folder / "verdict.tsv")
@@ -662,6 +669,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("-o", "--out", required=True, help="output directory")
     _add_scan_options(p_cmp)
     _add_threshold_options(p_cmp)
+    p_cmp.add_argument(
+        "--dispersion-from",
+        metavar="FILE",
+        help="test with the dispersions a cohort learned (OUT/dispersion.json of run or of the "
+        "workflow) instead of --dispersion and the fixed expression dispersion",
+    )
     _add_car_option(p_cmp)
     p_cmp.set_defaults(func=_cmd_compare)
 

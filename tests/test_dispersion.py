@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 import pytest
 from cohort_helpers import replicate_cohort_specs, write_small_cohort
+from polars.testing import assert_frame_equal
 from simulator import simulate, small_gene
 
 from cd22scan import scan
@@ -28,9 +29,11 @@ from cd22scan.calling.stats import (
     rho_from_nb_dispersion,
     squeeze_dispersion,
 )
+from cd22scan.cli import main
 from cd22scan.cohort.run import run_cohort
 from cd22scan.comparison.dispersion import (
     CALIBRATED_TYPES,
+    FEATURE_PRIOR_DF,
     MIN_BASELINES,
     PRIOR_DF,
     calibrate,
@@ -120,8 +123,11 @@ def test_thresholds_use_the_learned_value_per_event_type() -> None:
     fixed = Thresholds()
     assert fixed.dispersion_source() == "fixed"
     assert fixed.dispersions() == {
-        kind: fixed.expression_dispersion if kind == "expression_loss" else fixed.dispersion
-        for kind in EVENT_TYPES
+        **{
+            kind: fixed.expression_dispersion if kind == "expression_loss" else fixed.dispersion
+            for kind in EVENT_TYPES
+        },
+        "features": {},
     }
     learned = Thresholds(
         calibrated=(("expression_loss", 0.02, 11.0), ("exon_skipping", 0.004, 30.0)),
@@ -234,17 +240,21 @@ def test_features_measure_what_the_pair_tests(tmp_path: Path) -> None:
     assert set(got) == set(CALIBRATED_TYPES)
     pair = compare_samples(results[0], results[1]).events
     skip = pair.filter(pl.col("event_type") == "exon_skipping").row(0, named=True)
-    event = [f for f in got["exon_skipping"] if f[0][0] == skip["baseline_reads"]]
-    assert event, got["exon_skipping"]
-    (kb, nb), (kr, nr) = event[0]
+    (kb, nb), (kr, nr) = got["exon_skipping"][skip["feature"]]
+    assert kb == skip["baseline_reads"]
     assert kr == skip["relapse_reads"] == 0
     assert kb / nb == pytest.approx(skip["baseline_value"])
     assert nr > 0  # the sample without the junction still has its donor's canonical reads
-    assert got["expression_loss"] == [
-        [(r.summary["fragments_on_gene"], float(r.summary["library_size"])) for r in results]
-    ]
+    assert got["expression_loss"] == {
+        "gene": [
+            (r.summary["fragments_on_gene"], float(r.summary["library_size"])) for r in results
+        ]
+    }
+    # every exon and intron row of the pair has its feature, under the row's name
     for kind in ("exon_loss", "intron_retention"):
-        assert got[kind] and all(len(f) == 2 for f in got[kind])
+        rows = pair.filter(pl.col("event_type") == kind)["feature"].to_list()
+        assert rows and set(rows) <= set(got[kind])
+        assert all(len(got[kind][name]) == 2 for name in rows)
 
 
 @pytest.mark.slow
@@ -266,7 +276,7 @@ def test_run_learns_the_dispersion_from_enough_baselines(tmp_path: Path) -> None
         "intron_retention); others fixed"
     }
     used = json.loads(verdicts["dispersions"][0])
-    assert set(used) == set(EVENT_TYPES)
+    assert set(used) == {*EVENT_TYPES, "features"}
     assert used["mutation"] == Thresholds().dispersion  # never learned
     assert used["novel_junction"] == used["exon_skipping"]
     assert used["exon_skipping"] != Thresholds().dispersion
@@ -281,6 +291,35 @@ def test_run_learns_the_dispersion_from_enough_baselines(tmp_path: Path) -> None
     # the learned rho's test is referred to F(1, estimate df + PRIOR_DF)
     learned = calibration.thresholds(Thresholds())
     assert learned.rho_df("exon_skipping") == calibration.estimates["exon_skipping"][1] + PRIOR_DF
+
+    # compare of one pair with the cohort's file gives the run's rows for that pair
+    pair_out = tmp_path / "one"
+    argv = [
+        "compare",
+        "--baseline",
+        str(scans_dir),
+        "--baseline-sample",
+        "P0_B",
+        "--relapse",
+        str(scans_dir),
+        "--relapse-sample",
+        "P0_R",
+        "-o",
+        str(pair_out),
+    ]
+    assert main([*argv, "--dispersion-from", str(tmp_path / "out" / "dispersion.json")]) == 0
+    one = pl.read_csv(pair_out / "verdict.tsv", separator="\t")
+    in_run = verdicts.filter(pl.col("pair") == "P0_B_vs_P0_R")
+    assert one["dispersions"].to_list() == in_run["dispersions"].to_list()
+    run_events = pl.read_csv(tmp_path / "out" / "pairs" / "P0_B_vs_P0_R.events.tsv", separator="\t")
+    assert_frame_equal(
+        pl.read_csv(pair_out / "events.tsv", separator="\t"), run_events.drop("patient")
+    )
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert main([*argv, "--dispersion-from", str(bad)]) != 0
+    assert main([*argv]) == 0  # without the file: the stated values
+    assert pl.read_csv(pair_out / "verdict.tsv", separator="\t")["dispersion_source"][0] == "fixed"
 
     run_cohort(sheet, tmp_path / "fixed", params, calibrate_dispersion=False)
     fixed = pl.read_csv(tmp_path / "fixed" / "cohort_verdicts.tsv", separator="\t")
@@ -310,3 +349,48 @@ def test_f_reference_of_an_estimated_dispersion() -> None:
     assert many == pytest.approx(known, rel=1e-4)
     one_sided = beta_binomial_two_sample_test(10, 300, 40, 300, 0.01, "greater", 6)
     assert one_sided == pytest.approx(few / 2)
+
+
+def test_a_feature_that_varies_more_than_its_type_keeps_its_own_dispersion() -> None:
+    """Twelve junction shares of rho 0.001 and one of rho 0.05 (an alternatively spliced exon)
+    over 10 baselines: the pooled value is near the quiet ones, the loud feature gets its own
+    wider value, and its replicate pairs reach p < 0.05 at about the nominal rate with it
+    (above twice that with the pooled value). The quiet features keep the pooled value."""
+    rng = np.random.default_rng(21)
+    baselines, n = 10, 400
+    rhos = {f"quiet {i}": 0.001 for i in range(12)} | {"loud": 0.05}
+    observed = {
+        name: [(_beta_binomial(rng, n, 0.3, rho), n) for _ in range(baselines)]
+        for name, rho in rhos.items()
+    }
+    pooled, df = beta_binomial_rho_moments(list(observed.values()))
+    value = squeeze_dispersion(pooled, df, Thresholds().dispersion, PRIOR_DF)
+    own, own_df = beta_binomial_rho_moments([observed["loud"]])
+    wider = squeeze_dispersion(own, own_df, value, FEATURE_PRIOR_DF)
+    assert value < 0.02 < wider
+    t = Thresholds(
+        calibrated=(("exon_skipping", value, df + PRIOR_DF),),
+        calibrated_features=(("exon_skipping", "loud", wider, own_df + FEATURE_PRIOR_DF),),
+        calibrated_from=baselines,
+    )
+    assert t.rho("exon_skipping", "loud") == wider
+    assert t.rho("isoform_shift", "loud") == wider  # the same measure
+    assert t.rho("exon_skipping", "quiet 1") == t.rho("exon_skipping") == value
+    pairs = [(_beta_binomial(rng, n, 0.3, 0.05), _beta_binomial(rng, n, 0.3, 0.05))
+             for _ in range(2000)]  # fmt: skip
+    rate = {
+        label: np.mean([
+            beta_binomial_two_sample_test(a, n, b, n, t.rho("exon_skipping", feature),
+                                          dispersion_df=t.rho_df("exon_skipping", feature)) < 0.05
+            for a, b in pairs
+        ])
+        for label, feature in (("own", "loud"), ("pooled", None))
+    }  # fmt: skip
+    assert rate["own"] <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 2000), rate
+    assert rate["pooled"] > 0.10, rate
+
+
+def test_run_help_states_the_baselines_needed(capsys) -> None:
+    assert main(["run", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"baselines ({MIN_BASELINES} per gene)" in text

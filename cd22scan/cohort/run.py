@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import logging
 import multiprocessing
 from collections.abc import Callable, Iterator
@@ -556,13 +557,36 @@ def learn_dispersion(
          "estimate": calibration.estimates[kind][0], "estimate_df": calibration.estimates[kind][1]}
         for kind, value, df in learned.calibrated
     ]  # fmt: skip
+    record["learned_features"] = [
+        {"event_type": kind, "feature": name, "value": value, "df": df, "estimate": own,
+         "estimate_df": own_df}
+        for (kind, name), (value, df, own, own_df) in sorted(calibration.features.items())
+    ]  # fmt: skip
     parts = [
         f"{x['event_type']} {x['value']:.3g} (estimate {x['estimate']:.3g}, {x['estimate_df']} df)"
         for x in record["learned"]
     ]
+    parts += [f"{x['event_type']} {x['feature']} {x['value']:.3g} (its own spread)"
+              for x in record["learned_features"]]  # fmt: skip
     log.info("%s dispersion from %d baselines: %s", scans[0].model.gene, len(names),
              "; ".join(parts))  # fmt: skip
     return learned, record
+
+
+def read_dispersion(path: str | Path, thresholds: Thresholds, gene: str) -> Thresholds:
+    """``thresholds`` with the learned values a ``DISPERSION_FILE`` holds for ``gene`` (as given
+    when it holds none: the cohort had too few baselines, or --fixed-dispersion)."""
+    path = Path(path)
+    try:
+        records = json.loads(path.read_text("utf-8"))["genes"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(
+            f"{path}: not a cd22scan dispersion file ({exc}); `run` writes OUT/{DISPERSION_FILE}, "
+            "and so does `workflow dispersion`"
+        ) from None
+    if gene not in records:
+        raise InputError(f"{path}: no dispersions for {gene} (genes: {', '.join(records)})")
+    return thresholds_from_record(thresholds, records[gene])
 
 
 def thresholds_from_record(thresholds: Thresholds, record: dict[str, Any]) -> Thresholds:
@@ -572,7 +596,16 @@ def thresholds_from_record(thresholds: Thresholds, record: dict[str, Any]) -> Th
     )
     if not learned:
         return thresholds
-    return replace(thresholds, calibrated=learned, calibrated_from=int(record["baselines"]))
+    wider = tuple(
+        (x["event_type"], x["feature"], float(x["value"]), float(x["df"]))
+        for x in record.get("learned_features", [])
+    )
+    return replace(
+        thresholds,
+        calibrated=learned,
+        calibrated_features=wider,
+        calibrated_from=int(record["baselines"]),
+    )
 
 
 def write_dispersion(out: Path, records: dict[str, dict[str, Any]]) -> Path:

@@ -15,7 +15,6 @@ Both call the functions ``run`` calls (``cohort.write_pair_outputs``,
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 
@@ -28,8 +27,8 @@ from cd22scan.cohort.run import (
     learn_dispersion,
     patient_cars,
     plan_cohort,
+    read_dispersion,
     read_sample_sheet,
-    thresholds_from_record,
     write_cohort_outputs,
     write_dispersion,
     write_pair_outputs,
@@ -102,19 +101,6 @@ def learn_cohort_dispersion(
     return write_dispersion(out, {gene: record})
 
 
-def _learned(out: Path, thresholds: Thresholds, gene: str) -> Thresholds:
-    """``thresholds`` with the values of OUT/dispersion.json for ``gene`` (the dispersion step)."""
-    path = out / DISPERSION_FILE
-    try:
-        records = json.loads(path.read_text("utf-8"))["genes"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(
-            f"{path}: cannot read the cohort's dispersions ({exc}); run `cd22scan workflow "
-            "dispersion SHEET OUT` first (the Snakefile does)"
-        ) from None
-    return thresholds_from_record(thresholds, records.get(gene, {}))
-
-
 def compare_pair(
     samplesheet: str | Path, out: str | Path, pair_name: str, compare_args: str = ""
 ) -> dict[str, Path]:
@@ -130,7 +116,10 @@ def compare_pair(
     out = Path(out)
     baseline, relapse = _load(rows[pair.baseline], out), _load(rows[pair.relapse], out)
     cars = patient_cars(list(rows.values())).get(pair.patient, {})  # the sheet's car column
-    thresholds = _learned(out, thresholds_from_args(compare_args), baseline.model.gene)
+    # OUT/dispersion.json: the dispersion step's (the Snakefile runs it before every compare)
+    thresholds = read_dispersion(
+        out / DISPERSION_FILE, thresholds_from_args(compare_args), baseline.model.gene
+    )
     comparison = compare_samples(
         baseline, relapse, thresholds=thresholds, binder=cars.get(baseline.model.gene)
     )

@@ -31,9 +31,17 @@ refer to F), so its guard is the prior: on simulated cohorts of 8 baselines (gam
 0.15) the one-sided test at p < 0.05 rejected 7.4 % of replicate pairs with the raw estimate,
 5.2 / 3.7 / 2.6 % with 1 / 2 / 4 prior degrees of freedom, and found a 2x loss in 93 / 92 / 91 /
 89 % (0 / 1 / 2 / 4; ``python scripts/dispersion_prior.py``, 6000 pairs each); 2 keeps false calls
-under the nominal rate with most of the sensitivity. Mutations keep the fixed rho (the alleles
-of a cohort's baselines are germline, different per patient: they measure nothing about a
-relapse allele) and so do long-read events.
+under the nominal rate with most of the sensitivity.
+
+One value per type assumes its features vary alike; an exon or junction that varies more
+between samples than the others (an alternatively spliced one) would be tested too leniently
+with the pooled value. Each proportion feature's own estimate is therefore also taken, moved
+toward its type's value with ``FEATURE_PRIOR_DF`` prior degrees of freedom, and used for that
+feature (with its own degrees of freedom) when it is wider than the type's: never narrower,
+as DESeq2 keeps a gene's own dispersion when it lies above the fitted one.
+
+Mutations keep the fixed rho (the alleles of a cohort's baselines are germline, different per
+patient: they measure nothing about a relapse allele) and so do long-read events.
 
 A cohort calibrates when it has at least ``MIN_BASELINES`` distinct baselines for the gene
 (below that the moment estimate of phi from one gene varies by more than half its value between
@@ -44,7 +52,7 @@ used (``dispersion_source``, ``dispersions``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cd22scan.calling.sample import sample_calls
@@ -56,10 +64,18 @@ from cd22scan.calling.stats import (
 from cd22scan.comparison.pair import Thresholds
 from cd22scan.sample.scan import ScanResult
 
-__all__ = ["MIN_BASELINES", "PRIOR_DF", "Calibration", "calibrate", "features"]
+__all__ = [
+    "FEATURE_PRIOR_DF",
+    "MIN_BASELINES",
+    "PRIOR_DF",
+    "Calibration",
+    "calibrate",
+    "features",
+]
 
 MIN_BASELINES = 8
 PRIOR_DF = 2.0
+FEATURE_PRIOR_DF = 4.0
 CALIBRATED_TYPES = ("expression_loss", "exon_loss", "exon_skipping", "intron_retention")
 
 Observation = tuple[int, float]  # (count, total): k of n reads, or fragments of a library size
@@ -73,6 +89,9 @@ class Calibration:
     baselines: int
     estimates: dict[str, tuple[float, int]]
     values: dict[str, float]
+    # (event type, feature) -> (value, df, own estimate, its df): the features whose own spread
+    # is wider than their type's (``FEATURE_PRIOR_DF``)
+    features: dict[tuple[str, str], tuple[float, float, float, int]] = field(default_factory=dict)
 
     def thresholds(self, fixed: Thresholds) -> Thresholds:
         """``fixed`` with these values in force (types without an estimate stay fixed); each
@@ -82,7 +101,13 @@ class Calibration:
             for kind in CALIBRATED_TYPES
             if kind in self.values
         )
-        return replace(fixed, calibrated=learned, calibrated_from=self.baselines)
+        wider = tuple(
+            (kind, name, value, df)
+            for (kind, name), (value, df, _, _) in sorted(self.features.items())
+        )
+        return replace(
+            fixed, calibrated=learned, calibrated_features=wider, calibrated_from=self.baselines
+        )
 
 
 def _rows_by(frame: Any, key: str) -> dict[Any, dict[str, Any]]:
@@ -94,28 +119,27 @@ def _canonical(introns: dict[Any, dict[str, Any]], intron: int | None) -> int:
     return int(row["spliced_reads"]) if row else 0
 
 
-def features(baselines: Sequence[ScanResult]) -> dict[str, list[list[Observation]]]:
-    """Per calibrated event type, its features as one list of (count, total) per feature, one
-    observation per baseline, measured as ``comparison.pair`` measures the pair's rows."""
+def features(baselines: Sequence[ScanResult]) -> dict[str, dict[str, list[Observation]]]:
+    """Per calibrated event type, its features by the name the pair's rows give them (``gene``,
+    ``exon 2``, ``Δex2``, ``intron 3``), each a list of (count, total), one per baseline,
+    measured as ``comparison.pair`` measures the pair's rows."""
     frames = [sample_calls(result).frames() for result in baselines]
-    out: dict[str, list[list[Observation]]] = {kind: [] for kind in CALIBRATED_TYPES}
+    out: dict[str, dict[str, list[Observation]]] = {kind: {} for kind in CALIBRATED_TYPES}
 
     gene = []
     for result in baselines:
         count, size = result.summary.get("fragments_on_gene"), result.summary.get("library_size")
         if count is not None and size:
             gene.append((int(count), float(size)))
-    out["expression_loss"].append(gene)
+    out["expression_loss"]["gene"] = gene
 
     exons = [_rows_by(f["expression"], "exon") for f in frames]
     for exon in sorted({e for sample in exons for e in sample}):
-        out["exon_loss"].append(
-            [
-                (int(x["fragments"] or 0), float(x["gene_fragments"] or 0))
-                for sample in exons
-                if (x := sample.get(exon)) is not None
-            ]
-        )
+        out["exon_loss"][f"exon {exon}"] = [
+            (int(x["fragments"] or 0), float(x["gene_fragments"] or 0))
+            for sample in exons
+            if (x := sample.get(exon)) is not None
+        ]
 
     skips = [_rows_by(f["skipping_events"], "event") for f in frames]
     introns = [_rows_by(f["intron_retention"], "intron") for f in frames]
@@ -127,7 +151,7 @@ def features(baselines: Sequence[ScanResult]) -> dict[str, list[list[Observation
             k = int(x["reads"]) if x else 0
             canonical = int(x["canonical_reads"]) if x else _canonical(intron, donors[event])
             observed.append((k, float(k + canonical)))
-        out["exon_skipping"].append(observed)
+        out["exon_skipping"][event] = observed
 
     for number in sorted({k for sample in introns for k in sample}):
         observed = []
@@ -139,7 +163,7 @@ def features(baselines: Sequence[ScanResult]) -> dict[str, list[list[Observation
             spliced = x.get("spliced_any")
             spliced = x["spliced_reads"] if spliced is None else spliced
             observed.append((retained, float(retained + int(spliced or 0))))
-        out["intron_retention"].append(observed)
+        out["intron_retention"][f"intron {number}"] = observed
     return out
 
 
@@ -154,16 +178,30 @@ def calibrate(
     by_type = features(distinct)
     estimates: dict[str, tuple[float, int]] = {}
     values: dict[str, float] = {}
+    wider: dict[tuple[str, str], tuple[float, float, float, int]] = {}
     for kind in CALIBRATED_TYPES:
         if kind == "expression_loss":
-            estimate, df = nb_dispersion_moments(by_type[kind])
+            estimate, df = nb_dispersion_moments(list(by_type[kind].values()))
             prior = fixed.expression_dispersion
         else:
-            whole = [[(int(k), int(n)) for k, n in feature] for feature in by_type[kind]]
-            estimate, df = beta_binomial_rho_moments(whole)
+            whole = {
+                name: [(int(k), int(n)) for k, n in observed]
+                for name, observed in by_type[kind].items()
+            }
+            estimate, df = beta_binomial_rho_moments(list(whole.values()))
             prior = fixed.dispersion
         estimates[kind] = (estimate, df)
-        if df > 0:
-            value = squeeze_dispersion(estimate, df, prior, PRIOR_DF)
-            values[kind] = min(value, 0.999) if kind != "expression_loss" else value
-    return Calibration(baselines=len(distinct), estimates=estimates, values=values)
+        if df <= 0:
+            continue
+        value = squeeze_dispersion(estimate, df, prior, PRIOR_DF)
+        values[kind] = min(value, 0.999) if kind != "expression_loss" else value
+        if kind == "expression_loss":
+            continue
+        for name, observed in whole.items():
+            own, own_df = beta_binomial_rho_moments([observed])
+            if own_df == 0:
+                continue
+            moved = min(0.999, squeeze_dispersion(own, own_df, values[kind], FEATURE_PRIOR_DF))
+            if moved > values[kind]:
+                wider[(kind, name)] = (moved, own_df + FEATURE_PRIOR_DF, own, own_df)
+    return Calibration(baselines=len(distinct), estimates=estimates, values=values, features=wider)

@@ -27,8 +27,9 @@ negative-binomial dispersion), and a row is **called** only when, together,
 
 The dispersions are the stated ones unless ``Thresholds.calibrated`` holds values a cohort's
 baselines gave (``comparison.dispersion``; ``run`` with >= 8 baselines): then each event type
-uses its own (``Thresholds.rho`` / ``phi``), learned proportions are referred to F(1, d), and
-the verdict row says so (``dispersion_source``, ``dispersions``).
+uses its own (``Thresholds.rho`` / ``phi``), a feature that varies more than its type its own
+wider one, learned proportions are referred to F(1, d), and the verdict row says so
+(``dispersion_source``, ``dispersions``).
 
 Tests, per ``event_type`` (effects are relapse − baseline, or log2 relapse / baseline)
 ------------------------------------------------------------------------------------------
@@ -282,6 +283,8 @@ class Thresholds:
     # not listed keeps the fixed value above. ``calibrated_from``: how many baselines.
     calibrated: tuple[tuple[str, float, float], ...] = ()
     calibrated_from: int = 0
+    # Features whose own spread is wider than their type's: (event type, feature, rho, df)
+    calibrated_features: tuple[tuple[str, str, float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.min_log2fc_loss >= 0:
@@ -301,25 +304,41 @@ class Thresholds:
                 raise UsageError(
                     f"calibrated dispersion {kind}={value} ({df} df): not a valid value"
                 )
+        for kind, name, value, df in self.calibrated_features:
+            if (
+                kind not in EVENT_TYPES
+                or kind == "expression_loss"
+                or not 0 <= value < 1
+                or (not df > 0)
+            ):
+                raise UsageError(
+                    f"calibrated dispersion {kind} {name}={value} ({df} df): not a valid value"
+                )
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The thresholds as the user set them (the ``thresholds`` JSON of a verdict row); the
+        learned dispersions are in its ``dispersions`` column."""
+        return {k: v for k, v in asdict(self).items() if not k.startswith("calibrated")}
 
-    def rho(self, event_type: str) -> float:
+    def rho(self, event_type: str, feature: str | None = None) -> float:
         """The beta-binomial rho a proportion of ``event_type`` is tested with: the cohort's
+        for this feature when it varies more than its type, else the cohort's for the type
         (novel junctions and isoform shifts: the skipping value, the same measure, a junction's
-        share of its donor's splicing) or the fixed ``dispersion``."""
-        learned = self._learned(event_type)
+        share of its donor's splicing), else the fixed ``dispersion``."""
+        learned = self._learned(event_type, feature)
         return self.dispersion if learned is None else learned[0]
 
-    def rho_df(self, event_type: str) -> float | None:
+    def rho_df(self, event_type: str, feature: str | None = None) -> float | None:
         """The degrees of freedom of a learned rho (its test is referred to F(1, df)), None for
         the fixed value (``stats.beta_binomial_two_sample_test``)."""
-        learned = self._learned(event_type)
+        learned = self._learned(event_type, feature)
         return None if learned is None else learned[1]
 
-    def _learned(self, event_type: str) -> tuple[float, float] | None:
+    def _learned(self, event_type: str, feature: str | None = None) -> tuple[float, float] | None:
         kind = _CALIBRATED_AS.get(event_type, event_type)
+        for name, where, value, df in self.calibrated_features:
+            if name == kind and where == feature:
+                return value, df
         for name, value, df in self.calibrated:
             if name == kind:
                 return value, df
@@ -330,12 +349,16 @@ class Thresholds:
         learned = self._learned("expression_loss")
         return self.expression_dispersion if learned is None else learned[0]
 
-    def dispersions(self) -> dict[str, float]:
-        """Every event type's dispersion in force (phi for expression_loss, rho for the rest)."""
-        return {
+    def dispersions(self) -> dict[str, Any]:
+        """Every event type's dispersion in force (phi for expression_loss, rho for the rest),
+        and under ``features`` those of features tested with their own wider value."""
+        out: dict[str, Any] = {
             kind: self.phi() if kind == "expression_loss" else self.rho(kind)
             for kind in EVENT_TYPES
         }
+        out["features"] = {f"{kind} {name}": value for kind, name, value, _ in
+                           self.calibrated_features}  # fmt: skip
+        return out
 
     def dispersion_source(self) -> str:
         if not self.calibrated:
@@ -529,8 +552,8 @@ def _exon_rows(
                     nb,
                     min(kr, nr),
                     nr,
-                    t.rho("exon_loss"),
-                    dispersion_df=t.rho_df("exon_loss"),
+                    t.rho("exon_loss", f"exon {exon}"),
+                    dispersion_df=t.rho_df("exon_loss", f"exon {exon}"),
                 )
                 if seen
                 else None,
@@ -554,7 +577,7 @@ def _proportion_row(
     effect = (vr or 0.0) - (vb or 0.0) if nb > 0 and nr > 0 else None
     p = (
         beta_binomial_two_sample_test(
-            kb, nb, kr, nr, t.rho(event_type), alternative, t.rho_df(event_type)
+            kb, nb, kr, nr, t.rho(event_type, feature), alternative, t.rho_df(event_type, feature)
         )
         if nb and nr
         else None
@@ -879,9 +902,16 @@ def _loss_power(b: ScanResult, r: ScanResult, t: Thresholds) -> str | None:
 
 
 def _proportion_power(
-    nb: int, nr: int, share_b: float, delta: float, t: Thresholds, alternative: str
+    nb: int,
+    nr: int,
+    share_b: float,
+    delta: float,
+    t: Thresholds,
+    alternative: str,
+    feature: str | None = None,
 ) -> float:
-    """p of a rise of ``delta`` from ``share_b`` with these denominators (1.0 if untestable)."""
+    """p of a rise of ``delta`` from ``share_b`` with these denominators (1.0 if untestable);
+    ``feature``: the skipping event, for its own learned dispersion."""
     if nb <= 0 or nr <= 0:
         return 1.0
     kb = round(share_b * nb)
@@ -889,8 +919,9 @@ def _proportion_power(
     if kr < t.min_reads:
         return 1.0
     return beta_binomial_two_sample_test(
-        kb, nb, kr, nr, t.rho("exon_skipping"), alternative, t.rho_df("exon_skipping")
-    )
+        kb, nb, kr, nr, t.rho("exon_skipping", feature), alternative,
+        t.rho_df("exon_skipping", feature),
+    )  # fmt: skip
 
 
 def _median_int(values: list[int]) -> int:
@@ -914,7 +945,10 @@ def _splicing_power(fb: dict, fr: dict, model: GeneModel, t: Thresholds) -> str 
     best: tuple[float, str, int, int] | None = None
     for name, intron in places.items():
         nb, nr = _canonical(irb, intron), _canonical(irr, intron)
-        p = _proportion_power(nb, nr, 0.0, t.min_delta_psi, t, "greater" if known else "two-sided")
+        p = _proportion_power(
+            nb, nr, 0.0, t.min_delta_psi, t, "greater" if known else "two-sided",
+            name if known else None,
+        )  # fmt: skip
         if best is None or p < best[0]:
             best = (p, name, nb, nr)
     assert best is not None
@@ -1104,6 +1138,13 @@ def _refuse_other_reference(baseline: ScanResult, relapse: ScanResult) -> None:
         )
 
 
+def _six_digits(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: _six_digits(value) if isinstance(value, dict) else float(f"{value:.6g}")
+        for key, value in values.items()
+    }
+
+
 def compare_samples(
     baseline: ScanResult,
     relapse: ScanResult,
@@ -1222,9 +1263,7 @@ def compare_samples(
                 "binder_verdict": binder_summary,
                 "binder_text": binder_text,
                 "dispersion_source": t.dispersion_source(),
-                "dispersions": json.dumps(
-                    {kind: float(f"{value:.6g}") for kind, value in t.dispersions().items()}
-                ),
+                "dispersions": json.dumps(_six_digits(t.dispersions())),
             }
         ],
         schema=VERDICT_COLUMNS,
