@@ -275,6 +275,13 @@ def test_run_learns_the_dispersion_from_enough_baselines(tmp_path: Path) -> None
         f"cohort: {MIN_BASELINES} baselines (expression_loss, exon_loss, exon_skipping, "
         "intron_retention); others fixed"
     }
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert (
+        f'id="dispersion">dispersion of the tests: SMALL: cohort: {MIN_BASELINES} baselines'
+        in report
+    )
+    pair_report = (tmp_path / "out" / "pairs" / "P0_B_vs_P0_R.report.html").read_text()
+    assert f"<summary>Dispersion: cohort: {MIN_BASELINES} baselines" in pair_report
     used = json.loads(verdicts["dispersions"][0])
     assert set(used) == {*EVENT_TYPES, "features"}
     assert used["mutation"] == Thresholds().dispersion  # never learned

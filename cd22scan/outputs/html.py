@@ -974,6 +974,18 @@ def _lineage_section(out: Path) -> str:
     return '<section id="lineage"><h2>Lineage switch</h2>' + _table(headers, rows) + "</section>"
 
 
+def _dispersion_line(verdicts: pl.DataFrame) -> str:
+    """Where the tests' dispersions came from, per gene (the verdicts' ``dispersion_source``):
+    a reader must know whether the cohort's own baselines set them."""
+    if not verdicts.height or "dispersion_source" not in verdicts.columns:
+        return ""
+    sources = verdicts.select("gene", "dispersion_source").unique(maintain_order=True)
+    text = "; ".join(
+        f"{r['gene']}: {r['dispersion_source'] or 'fixed'}" for r in sources.iter_rows(named=True)
+    )
+    return f'<p class="meta" id="dispersion">dispersion of the tests: {_e(text)}</p>'
+
+
 def render_cohort_report(out_dir: str | os.PathLike[str]) -> str:
     """The cohort page: summary, mechanisms and verdicts (one block per gene of a panel run,
     each linking its pairs' reports in pairs/GENE/), the lineage-switch table of a panel run,
@@ -992,6 +1004,7 @@ def render_cohort_report(out_dir: str | os.PathLike[str]) -> str:
         "<h1>cd22scan cohort report</h1>",
         f'<p class="meta" id="target">{_e(_cohort_target(out))}</p>',
         f'<p class="meta" id="tool">{_e(version_text())}; {_e(out.resolve())}</p>',
+        _dispersion_line(verdicts),
     ]
     for gene in genes if panel else [None]:
         mine = summary.filter(pl.col("gene") == gene) if gene else summary
