@@ -401,3 +401,15 @@ def test_run_help_states_the_baselines_needed(capsys) -> None:
     assert main(["run", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert f"baselines ({MIN_BASELINES} per gene)" in text
+
+
+def test_cohort_report_line_names_each_gene_unless_all_agree() -> None:
+    from cd22scan.outputs.html import _dispersion_line
+
+    same = pl.DataFrame({"gene": ["CD19", "CD22", "CD22"], "dispersion_source": ["fixed"] * 3})
+    assert "fixed (all 2 genes)" in _dispersion_line(same)
+    mixed = pl.DataFrame(
+        {"gene": ["CD19", "CD22"], "dispersion_source": ["fixed", "cohort: 9 baselines (x)"]}
+    )
+    assert "CD19: fixed; CD22: cohort: 9 baselines (x)" in _dispersion_line(mixed)
+    assert _dispersion_line(pl.DataFrame({"gene": ["CD22"]})) == ""

@@ -980,9 +980,11 @@ def _dispersion_line(verdicts: pl.DataFrame) -> str:
     if not verdicts.height or "dispersion_source" not in verdicts.columns:
         return ""
     sources = verdicts.select("gene", "dispersion_source").unique(maintain_order=True)
-    text = "; ".join(
-        f"{r['gene']}: {r['dispersion_source'] or 'fixed'}" for r in sources.iter_rows(named=True)
-    )
+    named = [(r["gene"], r["dispersion_source"] or "fixed") for r in sources.iter_rows(named=True)]
+    if len(named) > 1 and len({source for _, source in named}) == 1:
+        text = f"{named[0][1]} (all {len(named)} genes)"
+    else:
+        text = "; ".join(f"{gene}: {source}" for gene, source in named)
     return f'<p class="meta" id="dispersion">dispersion of the tests: {_e(text)}</p>'
 
 
