@@ -662,7 +662,7 @@ def run_cohort(
 ) -> dict[str, Path]:
     """``cars``: the CAR binders by gene (``--car``) of every patient whose sheet rows leave
     the car column empty. ``calibrate_dispersion``: learn the tests' dispersions from the
-    cohort's baselines when it has enough (``compare_all``)."""
+    cohort's baselines when it has enough (``learn_dispersion``)."""
     params = params or ScanParams()
     thresholds = thresholds or Thresholds()
     rows, out, scans_dir = open_run(sheet, out_dir)
