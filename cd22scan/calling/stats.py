@@ -338,9 +338,7 @@ def poisson_rate_test(
         # log Γ(a + x) − log Γ(a) = Σ_{i<x} log(a + i); the b side runs the other way
         rising_a = np.concatenate(([0.0], np.cumsum(np.log(a + xs[:-1]))))
         rising_b = np.concatenate(([0.0], np.cumsum(np.log(b + xs[:-1]))))
-        lg_a = rising_a
-        lg_b = rising_b[::-1]
-        log_pmf = log_choose + lg_a + lg_b
+        log_pmf = log_choose + rising_a + rising_b[::-1]
     if alternative == "two-sided":
         return _two_sided_from_log_pmf(log_pmf, k1)
     top = float(log_pmf.max())

@@ -126,7 +126,7 @@ def run_panel_cohort(
     calibrate_dispersion: bool = True,
 ) -> dict[str, Path]:
     """Every gene of ``genes`` in each pair; dispersions are learned per gene
-    (``run.compare_all``)."""
+    (``run.learn_dispersion``)."""
     params = params or ScanParams()
     thresholds = thresholds or Thresholds()
     rows, out, scans_dir = open_run(sheet, out_dir)
@@ -152,7 +152,10 @@ def run_panel_cohort(
             }
             pairs_dir = prepare_out_dir(out / "pairs" / gene)
             learned, records[gene] = learn_dispersion(
-                mine, gene_rows, scans_dir, thresholds, calibrate_dispersion
+                mine,
+                lambda name, at=gene_rows: load_scan(at[name].path, name),
+                thresholds,
+                calibrate_dispersion,
             )
             ev, vd = compare_all(mine, gene_rows, scans_dir, pairs_dir, learned, pool, by_patient)
             events += ev

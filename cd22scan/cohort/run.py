@@ -518,14 +518,14 @@ DISPERSION_FILE = "dispersion.json"  # per gene: the dispersions the pairs were 
 
 def learn_dispersion(
     pairs: list[Pair],
-    by_name: dict[str, SheetRow],
-    scans_dir: Path,
+    load: Callable[[str], ScanResult],
     thresholds: Thresholds,
     calibrate_dispersion: bool = True,
 ) -> tuple[Thresholds, dict[str, Any]]:
     """``thresholds`` with the dispersions learned from the pairs' distinct baselines
-    (``comparison.dispersion``), or as given with fewer than ``MIN_BASELINES`` of them or without
-    ``calibrate_dispersion``; and the record of what was done (one gene's entry of
+    (``comparison.dispersion``; ``load`` gives a sample's scan, so a caller that holds them
+    already does not read them again), or as given with fewer than ``MIN_BASELINES`` of them or
+    without ``calibrate_dispersion``; and the record of what was done (one gene's entry of
     ``DISPERSION_FILE``, read back by ``thresholds_from_record``)."""
     names = sorted({pair.baseline for pair in pairs})
     record: dict[str, Any] = {
@@ -547,7 +547,7 @@ def learn_dispersion(
         log.info("dispersion: fixed (rho %g, expression phi %g): %s", thresholds.dispersion,
                  thresholds.expression_dispersion, why)  # fmt: skip
         return thresholds, record
-    scans = [_load(by_name[name], scans_dir) for name in names]
+    scans = [load(name) for name in names]
     calibration = calibrate(scans, thresholds)
     assert calibration is not None
     learned = calibration.thresholds(thresholds)
@@ -691,7 +691,8 @@ def _scan_and_compare(
     pairs_dir = prepare_out_dir(out / "pairs")
     by_patient = patient_cars(rows, cars)
     scans = [_load(row, scans_dir) for row in rows]
-    learned, record = learn_dispersion(pairs, by_name, scans_dir, thresholds, calibrate_dispersion)
+    loaded = {row.sample: result for row, result in zip(rows, scans, strict=True)}
+    learned, record = learn_dispersion(pairs, loaded.__getitem__, thresholds, calibrate_dispersion)
     events, verdicts = compare_all(pairs, by_name, scans_dir, pairs_dir, learned, pool, by_patient)
     if any(not (s.summary.get("parameters") or {}).get("reference") for s in scans):
         log.info("%s", NO_REFERENCE_NOTE)  # once per run, not per sample

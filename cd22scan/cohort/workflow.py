@@ -15,6 +15,7 @@ Both call the functions ``run`` calls (``cohort.write_pair_outputs``,
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 from pathlib import Path
 
@@ -92,13 +93,15 @@ def learn_cohort_dispersion(
     pairs, _, _ = plan_cohort(rows)
     out = prepare_out_dir(out)
     by_name = {row.sample: row for row in rows}
-    _, record = learn_dispersion(
-        pairs, by_name, out / "scans", thresholds_from_args(compare_args), not fixed
-    )
+
+    @functools.cache
+    def load(name: str) -> ScanResult:  # the gene's name below reuses a baseline's scan
+        return _load(by_name[name], out)
+
+    _, record = learn_dispersion(pairs, load, thresholds_from_args(compare_args), not fixed)
     if not pairs:
         return write_dispersion(out, {})
-    gene = _load(by_name[pairs[0].baseline], out).model.gene
-    return write_dispersion(out, {gene: record})
+    return write_dispersion(out, {load(pairs[0].baseline).model.gene: record})
 
 
 def compare_pair(

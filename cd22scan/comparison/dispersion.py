@@ -54,7 +54,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from cd22scan.calling.sample import sample_calls
 from cd22scan.calling.stats import (
@@ -62,7 +61,7 @@ from cd22scan.calling.stats import (
     nb_dispersion_moments,
     squeeze_dispersion,
 )
-from cd22scan.comparison.pair import Thresholds
+from cd22scan.comparison.pair import Thresholds, _by, retention_counts, skip_counts
 from cd22scan.sample.scan import ScanResult
 
 __all__ = [
@@ -111,15 +110,6 @@ class Calibration:
         )
 
 
-def _rows_by(frame: Any, key: str) -> dict[Any, dict[str, Any]]:
-    return {row[key]: row for row in frame.iter_rows(named=True)}
-
-
-def _canonical(introns: dict[Any, dict[str, Any]], intron: int | None) -> int:
-    row = introns.get(intron)
-    return int(row["spliced_reads"]) if row else 0
-
-
 def features(baselines: Sequence[ScanResult]) -> dict[str, dict[str, list[Observation]]]:
     """Per calibrated event type, its features by the name the pair's rows give them (``gene``,
     ``exon 2``, ``Δex2``, ``intron 3``), each a list of (count, total), one per baseline,
@@ -134,7 +124,7 @@ def features(baselines: Sequence[ScanResult]) -> dict[str, dict[str, list[Observ
             gene.append((int(count), float(size)))
     out["expression_loss"]["gene"] = gene
 
-    exons = [_rows_by(f["expression"], "exon") for f in frames]
+    exons = [_by(f["expression"], "exon") for f in frames]
     for exon in sorted({e for sample in exons for e in sample}):
         out["exon_loss"][f"exon {exon}"] = [
             (int(x["fragments"] or 0), float(x["gene_fragments"] or 0))
@@ -142,29 +132,19 @@ def features(baselines: Sequence[ScanResult]) -> dict[str, dict[str, list[Observ
             if (x := sample.get(exon)) is not None
         ]
 
-    skips = [_rows_by(f["skipping_events"], "event") for f in frames]
-    introns = [_rows_by(f["intron_retention"], "intron") for f in frames]
+    skips = [_by(f["skipping_events"], "event") for f in frames]
+    introns = [_by(f["intron_retention"], "intron") for f in frames]
     donors = {e: x["donor_exon"] for sample in skips for e, x in sample.items()}
     for event in sorted(donors):
-        observed = []
-        for skip, intron in zip(skips, introns, strict=True):
-            x = skip.get(event)
-            k = int(x["reads"]) if x else 0
-            canonical = int(x["canonical_reads"]) if x else _canonical(intron, donors[event])
-            observed.append((k, float(k + canonical)))
-        out["exon_skipping"][event] = observed
+        out["exon_skipping"][event] = [
+            skip_counts(skip, intron, event, donors[event])
+            for skip, intron in zip(skips, introns, strict=True)
+        ]
 
     for number in sorted({k for sample in introns for k in sample}):
-        observed = []
-        for sample in introns:
-            x = sample.get(number)
-            if x is None:
-                continue
-            retained = round(x["retained_reads"] or 0)
-            spliced = x.get("spliced_any")
-            spliced = x["spliced_reads"] if spliced is None else spliced
-            observed.append((retained, float(retained + int(spliced or 0))))
-        out["intron_retention"][f"intron {number}"] = observed
+        out["intron_retention"][f"intron {number}"] = [
+            retention_counts(sample[number]) for sample in introns if number in sample
+        ]
     return out
 
 

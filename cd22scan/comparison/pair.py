@@ -500,7 +500,6 @@ def _expression_rows(b: ScanResult, r: ScanResult, t: Thresholds) -> list[dict[s
     nb, nr = b.summary.get("library_size"), r.summary.get("library_size")
     if kb is None or kr is None or not nb or not nr:
         return []  # no library size: expression cannot be compared
-    rho = rho_from_nb_dispersion(t.phi(), share=nb / (nb + nr))
     return [
         _row(
             "expression_loss",
@@ -510,12 +509,16 @@ def _expression_rows(b: ScanResult, r: ScanResult, t: Thresholds) -> list[dict[s
             effect=log2_fold_change(kb, nb, kr, nr, _PSEUDOCOUNT),
             baseline_reads=kb,
             relapse_reads=kr,
-            # a pre-specified, directional hypothesis (loss at relapse): one-sided
-            p_value=poisson_rate_test(
-                kb, nb, kr, nr, dispersion=min(rho, 0.999), alternative="greater"
-            ),
+            p_value=_loss_p(kb, nb, kr, nr, t),
         )
     ]
+
+
+def _loss_p(kb: int, nb: float, kr: int, nr: float, t: Thresholds) -> float:
+    """p of gene expression lost at relapse: fragments kb of library nb against kr of nr,
+    negative-binomial phi ``t.phi()``; one-sided, a pre-specified directional hypothesis."""
+    rho = rho_from_nb_dispersion(t.phi(), share=nb / (nb + nr))
+    return poisson_rate_test(kb, nb, kr, nr, dispersion=min(rho, 0.999), alternative="greater")
 
 
 def _exon_rows(
@@ -600,6 +603,28 @@ def _canonical(ir: dict[Any, dict[str, Any]], intron: int | None) -> int:
     return int(row["spliced_reads"]) if row else 0
 
 
+def skip_counts(
+    skips: dict[Any, dict[str, Any]], introns: dict[Any, dict[str, Any]], event: str, donor: int
+) -> tuple[int, int]:
+    """One sample's (reads, reads + canonical reads of the donor) of a skipping event, from its
+    skipping events and introns by name; a sample without the junction has 0 of its donor's
+    canonical reads (``spliced_reads`` of that intron). ``comparison.dispersion`` measures a
+    cohort's baselines with it too."""
+    x = skips.get(event)
+    if x is None:
+        return 0, _canonical(introns, donor)
+    return int(x["reads"]), int(x["reads"]) + int(x["canonical_reads"])
+
+
+def retention_counts(intron: dict[str, Any]) -> tuple[int, int]:
+    """One sample's (round(retained), round(retained) + spliced) of an intron: spliced across
+    either end (IRFinder's ``spliced_any``); scans written before that column was computed have
+    the exact junction only (``spliced_reads``)."""
+    retained = round(intron["retained_reads"])
+    spliced = intron.get("spliced_any")
+    return retained, retained + int(intron["spliced_reads"] if spliced is None else spliced)
+
+
 def _skipping_rows(fb: dict, fr: dict, model: GeneModel, t: Thresholds) -> list[dict[str, Any]]:
     sb, sr = _by(fb["skipping_events"], "event"), _by(fr["skipping_events"], "event")
     irb, irr = _by(fb["intron_retention"], "intron"), _by(fr["intron_retention"], "intron")
@@ -608,10 +633,8 @@ def _skipping_rows(fb: dict, fr: dict, model: GeneModel, t: Thresholds) -> list[
     rows = []
     for event in order:
         donor = any_row[event]["donor_exon"]
-        kb = sb[event]["reads"] if event in sb else 0
-        kr = sr[event]["reads"] if event in sr else 0
-        cb = sb[event]["canonical_reads"] if event in sb else _canonical(irb, donor)
-        cr = sr[event]["canonical_reads"] if event in sr else _canonical(irr, donor)
+        kb, nb = skip_counts(sb, irb, event, donor)
+        kr, nr = skip_counts(sr, irr, event, donor)
         info = any_row[event]
         known, transcripts = info["known_event"], info["transcripts"]
         # A skip that another annotated transcript makes is an isoform shift, unless it is a
@@ -620,7 +643,7 @@ def _skipping_rows(fb: dict, fr: dict, model: GeneModel, t: Thresholds) -> list[
         # a known event is a pre-specified, directional hypothesis (more skipping at relapse):
         # one-sided; any other skip is exploratory and tested both ways
         row = _proportion_row(
-            kind, event, kb, kb + cb, kr, kr + cr, t,
+            kind, event, kb, nb, kr, nr, t,
             "greater" if known else "two-sided", known_event=known, transcripts=transcripts,
         )  # fmt: skip
         # more skipping is escape evidence when it removes coding sequence (a model without a
@@ -637,13 +660,7 @@ def _retention_rows(fb: dict, fr: dict, t: Thresholds) -> list[dict[str, Any]]:
     rows = []
     for intron in sorted(set(irb) & set(irr)):
         xb, xr = irb[intron], irr[intron]
-        kb, kr = round(xb["retained_reads"]), round(xr["retained_reads"])
-        # spliced across either end of the intron (IRFinder); scans written before the column
-        # was computed have the exact junction only
-        sb_ = xb.get("spliced_any")
-        sr_ = xr.get("spliced_any")
-        nb = kb + (sb_ if sb_ is not None else xb["spliced_reads"])
-        nr = kr + (sr_ if sr_ is not None else xr["spliced_reads"])
+        (kb, nb), (kr, nr) = retention_counts(xb), retention_counts(xr)
         row = _proportion_row("intron_retention", f"intron {intron}", kb, nb, kr, nr, t)
         row[_ESCAPE_IF_UP] = True  # more retention: fewer mature transcripts of the target
         # report the ratio as splicing.intron_retention defines it (unrounded)
@@ -891,8 +908,7 @@ def _loss_power(b: ScanResult, r: ScanResult, t: Thresholds) -> str | None:
     if kb < t.min_reads:
         return f"baseline has {kb} fragments on the gene, fewer than min_reads {t.min_reads}"
     kr = round(kb * nr / nb * fold)
-    rho = rho_from_nb_dispersion(t.phi(), share=nb / (nb + nr))
-    p = poisson_rate_test(kb, nb, kr, nr, dispersion=min(rho, 0.999), alternative="greater")
+    p = _loss_p(kb, nb, kr, nr, t)
     if p < t.max_q:
         return None
     return (
